@@ -1,0 +1,109 @@
+"""The ``lesionscan`` command: data tools and the one-command study."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lesionscan.errors import LesionScanError
+
+
+def _cmd_synth(args) -> None:
+    from lesionscan import synthetic
+
+    out = synthetic.generate(args.dir, n_images=args.images, size=args.size, seed=args.seed, progress=True)
+    print(f"wrote {args.images} synthetic images to {out}")
+
+
+def _cmd_check(args) -> None:
+    from lesionscan import data
+
+    frame = data.load_dataset(args.dir)
+    table = data.class_table(frame)
+    print(f"{args.dir}: {len(frame)} images, {frame['lesion_id'].nunique()} lesions, "
+          f"{frame['mask_path'].notna().sum()} masks")
+    print(table.to_string(index=False))
+
+
+def _cmd_split(args) -> None:
+    from lesionscan import data, split
+
+    frame = data.load_dataset(args.dir, verify_images=False)
+    table = split.make_split(frame, args.protocol, seed=args.seed)
+    split.write_split(table, args.out)
+    print(f"wrote {len(table)} rows to {args.out} (protocol {args.protocol}, seed {args.seed})")
+    print(split.support_table(table).to_string())
+
+
+def _cmd_study(args) -> None:
+    from lesionscan import study
+
+    index = study.run_study(profile=args.profile, data_dir=args.data_dir, artifacts=args.artifacts,
+                            overrides=args.set or (), build=not args.no_book)
+    print(f"\nBook: {Path(index).resolve()}")
+
+
+def _cmd_profiles(args) -> None:
+    from lesionscan import profiles
+
+    for name, description in profiles.PROFILE_DESCRIPTIONS.items():
+        print(f"{name:8} {description}")
+    if args.show:
+        params = profiles.resolve(args.show)
+        for key in sorted(params):
+            print(f"  {key} = {params[key]}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lesionscan", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="generate, check or split a dataset in the HAM10000 layout")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    synth = data_sub.add_parser("synth", help="write a synthetic dataset in the HAM10000 layout")
+    synth.add_argument("dir")
+    synth.add_argument("--images", type=int, default=800)
+    synth.add_argument("--size", type=int, default=128, help="image width in px (height is 3/4 of it)")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.set_defaults(func=_cmd_synth)
+    check = data_sub.add_parser("check", help="validate a dataset and print its class table")
+    check.add_argument("dir")
+    check.set_defaults(func=_cmd_check)
+    split = data_sub.add_parser("split", help="write a train/val/test split table")
+    split.add_argument("dir")
+    split.add_argument("--protocol", default="seed", choices=("seed", "lesion", "image"))
+    split.add_argument("--seed", type=int, default=0)
+    split.add_argument("--out", required=True)
+    split.set_defaults(func=_cmd_split)
+
+    study = sub.add_parser("study", help="run the chapters for a profile and build the book")
+    study.add_argument("--profile", default="smoke", help="smoke (default, synthetic, offline) or paper")
+    study.add_argument("--data-dir", help="a dataset in the HAM10000 layout (default: the profile's)")
+    study.add_argument("--artifacts", default="artifacts", help="where runs are written (default: artifacts)")
+    study.add_argument("--set", action="append", metavar="NAME=VALUE",
+                       help="override one parameter; repeatable (see `lesionscan profiles --show smoke`)")
+    study.add_argument("--no-book", action="store_true", help="run the chapters but do not build the book")
+    study.set_defaults(func=_cmd_study)
+
+    prof = sub.add_parser("profiles", help="list profiles, or every parameter of one")
+    prof.add_argument("--show", metavar="PROFILE")
+    prof.set_defaults(func=_cmd_profiles)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except LesionScanError as err:
+        print(f"lesionscan: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lesionscan: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

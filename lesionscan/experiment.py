@@ -1,0 +1,194 @@
+"""Train one model of the study on a run's split and evaluate it on the test subset.
+
+Chapters 03 and 04 differ only in the model they train, so the whole
+experiment (data, pipeline, training, saving, predicting, scoring) lives here
+once. The test subset is used after training only: early stopping and the
+learning-rate schedule see the validation subset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from lesionscan import atomic, data, evaluate, models, pipeline, split, train
+from lesionscan.classes import CLASSES
+from lesionscan.run import Run
+
+
+@dataclass
+class Result:
+    """What one trained model produced, as saved under the run folder."""
+
+    model: object
+    history: pd.DataFrame
+    predictions: pd.DataFrame
+    metrics: dict
+
+
+def subsets(run: Run) -> dict[str, pd.DataFrame]:
+    """The run's split joined with image paths, one frame per subset."""
+    frame = split.read_split(run.split_path).merge(
+        data.load_dataset(run.data_dir, verify_images=False)[["image_id", "image_path"]], on="image_id")
+    return {name: frame[frame["subset"] == name].reset_index(drop=True) for name in ("train", "val", "test")}
+
+
+def _labels(frame: pd.DataFrame) -> np.ndarray:
+    return frame["dx"].map(CLASSES.index).to_numpy()
+
+
+def eval_dataset(run: Run, frame: pd.DataFrame):
+    """A dataset in the frame's order, without augmentation (validation, test, explanations)."""
+    p = run.params
+    return pipeline.make_dataset(frame["image_path"].tolist(), _labels(frame), image_size=p["image_size"],
+                                 batch_size=p["batch_size"], training=False, augment=False, balance_target=None,
+                                 seed=p["seed"])
+
+
+def train_config(params: dict) -> train.TrainConfig:
+    """The training settings of a run's parameters."""
+    return train.TrainConfig(
+        schedule=params["schedule"], weights=params["weights"],
+        epochs=params["epochs"], epochs_phase1=params["epochs_phase1"], epochs_phase2=params["epochs_phase2"],
+        lr_full=params["lr_full"], lr_phase1=params["lr_phase1"], lr_phase2=params["lr_phase2"],
+        unfreeze_fraction=params["unfreeze_fraction"], label_smoothing=params["label_smoothing"],
+        early_stopping_patience=params["early_stopping_patience"], lr_patience=params["lr_patience"],
+        lr_factor=params["lr_factor"])
+
+
+def build(run: Run, kind: str):
+    """The model ``kind`` ("baseline" or "soft_attention") with the run's settings."""
+    p = run.params
+    return models.build_model(kind, image_size=p["image_size"], weights=p["weights"], dropout=p["dropout"],
+                              l2=p["l2"], attention_heads=p["attention_heads"], gamma_init=p["gamma_init"])
+
+
+def train_and_evaluate(run: Run, kind: str) -> Result:
+    """Train ``kind`` on the run's training subset, save everything, score it on the test subset."""
+    p = run.params
+    train.seed_everything(p["seed"], deterministic=p["deterministic"])
+    parts = subsets(run)
+    train_labels = _labels(parts["train"])
+    train_ds = pipeline.make_dataset(parts["train"]["image_path"].tolist(), train_labels,
+                                     image_size=p["image_size"], batch_size=p["batch_size"], training=True,
+                                     augment=p["augment"], balance_target=p["balance_target"] or None,
+                                     seed=p["seed"])
+    class_weight = None
+    if p["class_weights"]:
+        seen = train_labels if not p["balance_target"] else np.repeat(np.unique(train_labels), p["balance_target"])
+        class_weight = pipeline.class_weights(seen)
+    model = build(run, kind)
+    print(f"{kind}: {model.count_params():,} parameters; {len(parts['train'])} training images, "
+          f"{len(parts['val'])} validation images", flush=True)
+    history = train.train(model, train_ds, eval_dataset(run, parts["val"]), train_config(p),
+                          class_weight=class_weight)
+
+    with atomic.atomic_path(run.model_path(kind)) as tmp:
+        model.save(tmp)
+    atomic.write_csv(run.history_path(kind), history)
+
+    test = parts["test"]
+    probs = model.predict(eval_dataset(run, test), verbose=0)
+    predictions = evaluate.predictions_frame(test["image_id"].tolist(), test["dx"].tolist(), probs)
+    atomic.write_csv(run.predictions_path(kind), predictions)
+    metrics = evaluate.compute_metrics(predictions)
+    metrics.update(model=kind, data=run.data_label, initialisation=run.weights_label,
+                   epochs_trained=int(len(history)))
+    atomic.write_json(run.metrics_path(kind), metrics)
+    return Result(model=model, history=history, predictions=predictions, metrics=metrics)
+
+
+def provenance_text(run: Run) -> str:
+    """One line the book shows beside results: which data and initialisation produced them."""
+    p = run.params
+    return (f"*Results from {run.data_label}, {run.weights_label}, {p['image_size']} px, split protocol "
+            f"`{p['split_protocol']}`, seed {p['seed']} (profile `{p['profile']}`).*")
+
+
+def provenance(run: Run, result: Result) -> str:
+    """Provenance plus what training did (epochs and phases)."""
+    phases = ", ".join(f"{phase}: {n} epochs" for phase, n in result.history.groupby("phase", sort=False).size().items())
+    return f"{provenance_text(run)}\n\nTrained {len(result.history)} epochs ({phases}); " \
+           f"tested on {result.metrics['n']} images."
+
+
+_HEADLINE = (("accuracy", "accuracy"), ("balanced accuracy", "balanced_accuracy"),
+             ("macro precision", "precision_macro"), ("macro recall", "recall_macro"), ("macro F1", "f1_macro"),
+             ("weighted F1", "f1_weighted"), ("macro ROC-AUC", "roc_auc_macro"),
+             ("weighted ROC-AUC", "roc_auc_weighted"))
+
+
+def headline_table(metrics: dict) -> pd.DataFrame:
+    """The report's Table 4.2 metrics (and balanced accuracy) for one model, with the majority baseline."""
+    from lesionscan.report import flat_metrics
+
+    flat = flat_metrics(metrics)
+    majority = metrics["majority_baseline"]
+    return pd.DataFrame({
+        "metric": [label for label, _ in _HEADLINE],
+        "value": [flat.get(key) for _, key in _HEADLINE],
+        "always the majority class": [majority.get(key) for _, key in _HEADLINE],
+    })
+
+
+def comparison_table(metrics_by_model: dict[str, dict]) -> pd.DataFrame:
+    """Headline metrics of several models side by side, majority-class baseline last."""
+    from lesionscan.report import flat_metrics
+
+    table = pd.DataFrame({"metric": [label for label, _ in _HEADLINE]})
+    for name, metrics in metrics_by_model.items():
+        flat = flat_metrics(metrics)
+        table[name] = [flat.get(key) for _, key in _HEADLINE]
+    majority = next(iter(metrics_by_model.values()))["majority_baseline"]
+    table["always the majority class"] = [majority.get(key) for _, key in _HEADLINE]
+    return table
+
+
+def verdict(metrics_by_model: dict[str, dict]) -> str:
+    """A sentence, generated from the numbers, on which model scored higher on this test set."""
+    base, sa = metrics_by_model["baseline"], metrics_by_model["soft_attention"]
+    parts = []
+    for label, key in (("balanced accuracy", "balanced_accuracy"), ("accuracy", "accuracy")):
+        diff = sa[key] - base[key]
+        word = "higher" if diff > 0 else "lower" if diff < 0 else "the same"
+        parts.append(f"{label} {sa[key]:.3f} against {base[key]:.3f} ({'+' if diff >= 0 else ''}{diff:.3f}, {word})")
+    return ("On this run's test set the soft-attention model scores " + "; ".join(parts) +
+            ". This is one run with one seed and no interval: a difference this size may be noise.")
+
+
+def explanation_rows(run: Run, n_images: int) -> list[dict]:
+    """Test images with the attention map and Grad-CAM of both models, for the explanation panel.
+
+    Picks the SA model's most confident correct predictions and its most
+    confident mistakes (half each where there are enough), so the panel
+    shows both what the model gets right and how it fails.
+    """
+    from lesionscan import explain
+
+    sa_pred = pd.read_csv(run.predictions_path("soft_attention"))
+    correct = sa_pred[sa_pred["pred"] == sa_pred["dx"]]
+    wrong = sa_pred[sa_pred["pred"] != sa_pred["dx"]]
+    prob_cols = [f"p_{dx}" for dx in CLASSES]
+    confidence = sa_pred[prob_cols].max(axis=1)
+    n_wrong = min(len(wrong), n_images // 2)
+    chosen = pd.concat([
+        correct.loc[confidence[correct.index].sort_values(ascending=False).index[: n_images - n_wrong]],
+        wrong.loc[confidence[wrong.index].sort_values(ascending=False).index[:n_wrong]],
+    ])
+    paths = subsets(run)["test"].set_index("image_id").loc[chosen["image_id"], "image_path"].tolist()
+    size = run.params["image_size"]
+    raw = np.stack([pipeline.load_image(path, size) for path in paths])
+    batch = pipeline.preprocess(raw.astype("float32"))
+    sa_model = models.load_model(run.model_path("soft_attention"))
+    base_model = models.load_model(run.model_path("baseline"))
+    predicted = chosen["pred"].map(CLASSES.index).to_numpy()
+    maps = {
+        "soft attention": models.attention_maps(sa_model, batch, upsample_to=(size, size)),
+        "Grad-CAM, attention model": explain.gradcam(sa_model, batch, predicted),
+        "Grad-CAM, baseline": explain.gradcam(base_model, batch, predicted),
+    }
+    return [{"image": raw[i], "maps": {name: m[i] for name, m in maps.items()}, "true": row.dx,
+             "pred": row.pred, "confidence": float(confidence[idx])}
+            for i, (idx, row) in enumerate(chosen.iterrows())]

@@ -1,0 +1,177 @@
+"""Input pipeline: decode, resize, cache, balance, augment, preprocess, batch.
+
+Memory stays bounded by keeping only uint8 images at the model's input size
+(N x S x S x 3 bytes: 10,015 images at 224 px is 1.5 GB, at 96 px 0.28 GB);
+float32 copies exist one batch at a time. Training batches are resampled
+towards a fixed number of images per class (a new draw each epoch, from the
+seed), shuffled and augmented; evaluation batches keep the input order and are
+never augmented.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import keras
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+from sklearn.utils.class_weight import compute_class_weight
+
+from lesionscan.classes import CLASSES
+from lesionscan.errors import DataError, ParameterError
+
+# Default augmentation strengths (Keras preprocessing-layer factors).
+ROTATION = 0.5      # fraction of a full turn either way: dermoscopy has no "up"
+ZOOM = 0.15         # +-15 % zoom
+BRIGHTNESS = 0.15   # +-15 % of the 0..255 range
+SHEAR = 0.1         # shear factor on both axes
+
+
+def preprocess(images):
+    """ResNet50's ImageNet preprocessing of RGB images in 0..255 (any float/uint8 input).
+
+    Numpy input is copied first: Keras' numpy path edits float arrays in place.
+    """
+    if isinstance(images, (tf.Tensor, tf.Variable)):
+        return keras.applications.resnet50.preprocess_input(tf.cast(images, tf.float32))
+    return keras.applications.resnet50.preprocess_input(np.array(images, dtype=np.float32, copy=True))
+
+
+def load_image(path, image_size: int) -> np.ndarray:
+    """Decode a JPEG/PNG file into a uint8 RGB array resized to image_size x image_size."""
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB").resize((int(image_size), int(image_size)), Image.Resampling.BILINEAR)
+            return np.asarray(img, dtype=np.uint8)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot decode image ({exc})") from None
+
+
+def augmenter(seed: int, rotation: float = ROTATION, zoom: float = ZOOM, brightness: float = BRIGHTNESS,
+              shear: float = SHEAR, flip: bool = True) -> keras.Sequential:
+    """Random flips, rotation, zoom, brightness and shear as Keras preprocessing layers.
+
+    Works on float images in 0..255 (before ``preprocess``); a factor of 0 leaves
+    that transform out. Each layer gets its own seed derived from ``seed``.
+    """
+    layers = []
+    if flip:
+        layers.append(keras.layers.RandomFlip("horizontal_and_vertical", seed=seed))
+    if rotation:
+        layers.append(keras.layers.RandomRotation(rotation, fill_mode="reflect", seed=seed + 1))
+    if zoom:
+        layers.append(keras.layers.RandomZoom(zoom, fill_mode="reflect", seed=seed + 2))
+    if shear and hasattr(keras.layers, "RandomShear"):
+        layers.append(keras.layers.RandomShear(x_factor=shear, y_factor=shear, fill_mode="reflect", seed=seed + 3))
+    if brightness:
+        layers.append(keras.layers.RandomBrightness(brightness, value_range=(0, 255), seed=seed + 4))
+    return keras.Sequential(layers, name="augmenter")
+
+
+def balanced_indices(labels, target_per_class: int, seed: int) -> np.ndarray:
+    """Indices that give every present class exactly ``target_per_class`` samples.
+
+    A class with at least that many images is subsampled without replacement;
+    a smaller class keeps all its images, repeated whole as often as fits, and
+    the remainder is drawn without replacement. Returned in class order, not
+    shuffled; deterministic for a given seed.
+    """
+    labels = np.asarray(labels)
+    target = int(target_per_class)
+    if target < 1:
+        raise ParameterError(f"balance_target={target_per_class}: expected a positive integer")
+    rng = np.random.default_rng(seed)
+    out = []
+    for cls in np.unique(labels):
+        members = np.flatnonzero(labels == cls)
+        repeats, rest = divmod(target, len(members))
+        out.append(np.concatenate([np.tile(members, repeats), rng.choice(members, rest, replace=False)]))
+    return np.concatenate(out).astype(np.int64) if out else np.zeros(0, np.int64)
+
+
+def class_weights(labels) -> dict[int, float]:
+    """sklearn's "balanced" weights n / (k * n_c) for the classes present in ``labels``."""
+    labels = np.asarray(labels)
+    present = np.unique(labels)
+    weights = compute_class_weight("balanced", classes=present, y=labels)
+    return {int(c): float(w) for c, w in zip(present, weights)}
+
+
+class _ImageStore:
+    """uint8 images at the input size, decoded on first use and (optionally) kept."""
+
+    def __init__(self, paths, image_size: int, cache: bool):
+        self.paths = [str(p) for p in paths]
+        self.size = int(image_size)
+        self.cache = cache
+        # np.empty reserves address space only; pages are touched as images arrive.
+        self.images = np.empty((len(self.paths), self.size, self.size, 3), np.uint8) if cache else None
+        self.ready = np.zeros(len(self.paths), bool)
+        self.pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1))
+
+    def get(self, indices: np.ndarray) -> np.ndarray:
+        """Images at ``indices`` (decoding those not cached yet, in parallel)."""
+        if not self.cache:
+            return np.stack(list(self.pool.map(lambda i: load_image(self.paths[i], self.size), indices)))
+        todo = np.unique(indices[~self.ready[indices]])
+        for i, img in zip(todo, self.pool.map(lambda i: load_image(self.paths[i], self.size), todo)):
+            self.images[i] = img
+            self.ready[i] = True
+        return self.images[indices]
+
+
+def make_dataset(paths, labels, image_size: int, batch_size: int, training: bool, augment: bool = True,
+                 balance_target: int | None = None, seed: int = 0, cache: bool = True,
+                 n_classes: int = len(CLASSES)) -> tf.data.Dataset:
+    """A tf.data pipeline of (preprocessed float32 images, one-hot float32 labels).
+
+    training=True: each epoch draws ``balance_target`` images per class (all
+    images once if None/0), shuffles them, and augments them if ``augment``;
+    the draw and the order change per epoch and repeat for the same seed.
+    training=False: every image once, in the given order, unaugmented.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    if len(paths) != len(labels):
+        raise ParameterError(f"make_dataset: {len(paths)} paths but {len(labels)} labels")
+    if len(labels) == 0:
+        raise DataError("make_dataset: no images")
+    if labels.min() < 0 or labels.max() >= n_classes:
+        raise ParameterError(f"make_dataset: labels must be class indices 0..{n_classes - 1}")
+    if int(batch_size) < 1:
+        raise ParameterError(f"batch_size={batch_size}: expected a positive integer")
+    store = _ImageStore(paths, image_size, cache)
+    balance = int(balance_target or 0) if training else 0
+    epoch_size = balance * len(np.unique(labels)) if balance else len(labels)
+    batch_size = int(batch_size)
+    state = {"epoch": 0}
+
+    def order() -> np.ndarray:
+        """Sample indices of the next epoch."""
+        if not training:
+            return np.arange(len(labels))
+        epoch_seed = [int(seed), state["epoch"]]
+        state["epoch"] += 1
+        idx = balanced_indices(labels, balance, epoch_seed) if balance else np.arange(len(labels))
+        return np.random.default_rng(epoch_seed).permutation(idx)
+
+    def batches():
+        """Yield uint8 image batches and integer labels for one epoch."""
+        idx = order()
+        for start in range(0, len(idx), batch_size):
+            chunk = idx[start:start + batch_size]
+            yield store.get(chunk), labels[chunk]
+
+    size = int(image_size)
+    ds = tf.data.Dataset.from_generator(batches, output_signature=(
+        tf.TensorSpec((None, size, size, 3), tf.uint8), tf.TensorSpec((None,), tf.int64)))
+    ds = ds.apply(tf.data.experimental.assert_cardinality(math.ceil(epoch_size / batch_size)))
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), tf.one_hot(y, n_classes, dtype=tf.float32)))
+    if training and augment:
+        aug = augmenter(int(seed))
+        # Sequential (not parallel) map: the layers' seed state advances in a fixed order.
+        ds = ds.map(lambda x, y: (aug(x, training=True), y))
+    ds = ds.map(lambda x, y: (preprocess(x), y), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)

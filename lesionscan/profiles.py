@@ -1,0 +1,151 @@
+"""Named parameter sets for the whole study, kept in one place.
+
+A profile fixes every knob of a run; ``--set name=value`` overrides single
+knobs, parsed by the type of the profile's value, so a typo in a name or a
+value is an error, never a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Iterable
+
+from lesionscan.errors import ParameterError
+
+# Every parameter, with the smoke profile's value and why it matters.
+_SMOKE: dict[str, Any] = {
+    # data
+    "data": "synthetic",          # "synthetic" (generated offline) or "directory" (--data-dir)
+    "synthetic_images": 800,      # images in the generated set
+    "synthetic_size": 128,        # generated image width in px (height 3/4 of it)
+    "seed": 0,                    # seeds data generation, split, sampling, initialisation
+    # split
+    "split_protocol": "seed",     # "seed" (the report's), "lesion" or "image" (leaky)
+    "val_fraction": 0.15,
+    "test_fraction": 0.15,
+    # input pipeline
+    "image_size": 96,             # square input side in px (ResNet50 feature map = size / 32)
+    "batch_size": 32,
+    "augment": True,              # rotation, flips, zoom, brightness, shear on training data
+    "balance_target": 100,        # training images per class per epoch (0 = no balancing)
+    "class_weights": True,
+    # models
+    "weights": "none",            # "imagenet", "none" or a path to ResNet50 no-top weights
+    "dropout": 0.5,
+    "l2": 1e-4,
+    "attention_heads": 16,        # K in the soft-attention equation
+    "gamma_init": 1.0,            # initial value of the learnable attention scale
+    # training
+    "schedule": "auto",           # "auto": two-phase with pretrained weights, full otherwise
+    "epochs": 8,                  # single-phase ("full") training epochs
+    "epochs_phase1": 10,          # frozen backbone
+    "epochs_phase2": 20,          # last unfreeze_fraction of the backbone trainable
+    "lr_full": 1e-3,
+    "lr_phase1": 1e-4,
+    "lr_phase2": 1e-5,
+    "unfreeze_fraction": 0.4,
+    "label_smoothing": 0.1,
+    "early_stopping_patience": 4,
+    "lr_patience": 2,
+    "lr_factor": 0.2,
+    "deterministic": True,        # TensorFlow op determinism: same seed, same metrics
+    # interpretability
+    "explain_images": 6,          # test images shown with attention maps and Grad-CAM
+}
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "smoke": dict(_SMOKE),
+    # The report's protocol at full size; meant for a GPU with ImageNet weights.
+    "paper": dict(
+        _SMOKE,
+        data="directory",
+        image_size=224,
+        batch_size=32,
+        balance_target=2000,
+        weights="imagenet",
+        epochs_phase1=20,
+        epochs_phase2=50,
+        epochs=70,
+        early_stopping_patience=8,
+        lr_patience=3,
+        explain_images=12,
+    ),
+}
+
+PROFILE_DESCRIPTIONS = {
+    "smoke": "synthetic data, 96 px, random-initialised ResNet50 trained end to end: minutes on a laptop CPU",
+    "paper": "real HAM10000, 224 px, ImageNet weights, two-phase training up to 70 epochs: the report's protocol, for a GPU",
+}
+
+_CHOICES = {
+    "data": ("synthetic", "directory"),
+    "split_protocol": ("seed", "lesion", "image"),
+    "schedule": ("auto", "two-phase", "full"),
+}
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def _parse_value(name: str, text: str, default: Any) -> Any:
+    """Parse ``text`` as the type of the profile's ``default`` for parameter ``name``."""
+    try:
+        if isinstance(default, bool):
+            low = text.strip().lower()
+            if low in _TRUE:
+                return True
+            if low in _FALSE:
+                return False
+            raise ValueError
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, float):
+            return float(text)
+    except ValueError:
+        kind = "true/false" if isinstance(default, bool) else type(default).__name__
+        raise ParameterError(f"--set {name}={text}: expected a {kind} value (the profile has {default!r})") from None
+    return text
+
+
+def _check(params: dict[str, Any]) -> None:
+    """Reject values outside their allowed choices or ranges, naming the parameter."""
+    for name, choices in _CHOICES.items():
+        if params[name] not in choices:
+            raise ParameterError(f"{name}={params[name]!r}: expected one of {', '.join(choices)}")
+    if params["image_size"] < 32:
+        raise ParameterError(f"image_size={params['image_size']}: expected at least 32 (ResNet50 downsamples by 32)")
+    for name in ("val_fraction", "test_fraction", "unfreeze_fraction", "dropout", "label_smoothing"):
+        if not 0 <= params[name] < 1:
+            raise ParameterError(f"{name}={params[name]}: expected a fraction in [0, 1)")
+    for name in ("batch_size", "attention_heads", "synthetic_images", "synthetic_size"):
+        if params[name] < 1:
+            raise ParameterError(f"{name}={params[name]}: expected a positive integer")
+
+
+def split_assignment(text: str) -> tuple[str, str]:
+    """Split ``name=value`` from the command line; a missing '=' is an error."""
+    if "=" not in text:
+        raise ParameterError(f"--set {text}: expected name=value, for example --set epochs=3")
+    name, value = text.split("=", 1)
+    return name.strip(), value.strip()
+
+
+def resolve(profile: str, overrides: Iterable[str] | dict[str, Any] = ()) -> dict[str, Any]:
+    """The full parameter set of ``profile`` with ``overrides`` applied and checked.
+
+    ``overrides`` is either ``name=value`` strings (from ``--set``) or a dict
+    of already-typed values (from a notebook's parameters cell).
+    """
+    if profile not in PROFILES:
+        raise ParameterError(f"unknown profile {profile!r}: expected one of {', '.join(PROFILES)}")
+    params = dict(PROFILES[profile])
+    items = overrides.items() if isinstance(overrides, dict) else (split_assignment(o) for o in overrides)
+    for name, value in items:
+        if name not in params:
+            near = difflib.get_close_matches(name, params, n=1)
+            hint = f" (did you mean {near[0]}?)" if near else ""
+            raise ParameterError(f"unknown parameter {name!r}{hint}; known parameters: {', '.join(sorted(params))}")
+        params[name] = _parse_value(name, value, params[name]) if isinstance(value, str) else value
+    params["profile"] = profile
+    _check(params)
+    return params

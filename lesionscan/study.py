@@ -1,0 +1,199 @@
+"""Run the whole study: every chapter with papermill, then build the Jupyter Book.
+
+The book is assembled in ``ARTIFACTS/PROFILE/book/`` (a copy of the
+project's ``_config.yml``, ``_toc.yml`` and ``book/`` pages plus the chapters
+executed in this run), so each profile gets its own book and nothing
+generated lands in the source tree.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+from lesionscan import atomic
+from lesionscan import run as run_mod
+from lesionscan.errors import ChapterError, LesionScanError
+
+CHAPTERS = ("01_data", "02_preprocessing", "03_baseline", "04_soft_attention", "05_ablation",
+            "06_interpretability")
+_BOOK_FILES = ("_config.yml", "_toc.yml")
+_BOOK_DIRS = ("book",)
+_OUTPUT_DIRS = ("models", "predictions", "metrics", "figures", "tables", "_build")
+_VERSIONED = ("lesionscan", "tensorflow", "keras", "numpy", "pandas", "scikit-learn", "tf-keras-vis",
+              "papermill", "jupytext", "jupyter-book", "matplotlib", "seaborn", "pillow")
+
+
+def project_root() -> Path:
+    """The folder with ``notebooks/``, ``book/`` and the book config (a source checkout)."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "notebooks").is_dir() or not (root / "_toc.yml").is_file():
+        raise LesionScanError(
+            f"the chapter notebooks were not found beside the package in {root}: "
+            "run the study from a source checkout (pip install -e .)")
+    return root
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def git_commit(root: Path) -> str:
+    """The checkout's commit, with ``+dirty`` when it has uncommitted changes."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return commit + ("+dirty" if dirty else "")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _stage_book(root: Path, stage: Path) -> None:
+    """Copy the book's hand-written sources into the staging folder."""
+    stage.mkdir(parents=True, exist_ok=True)
+    for name in _BOOK_FILES:
+        shutil.copy2(root / name, stage / name)
+    for name in _BOOK_DIRS:
+        if (stage / name).exists():
+            shutil.rmtree(stage / name)
+        shutil.copytree(root / name, stage / name)
+    if (stage / "notebooks").exists():
+        shutil.rmtree(stage / "notebooks")
+    (stage / "notebooks").mkdir()
+
+
+def _clear_outputs(run: run_mod.Run) -> None:
+    """Remove a previous run's outputs, so the book can only show this run's results."""
+    for name in _OUTPUT_DIRS:
+        if (run.dir / name).exists():
+            shutil.rmtree(run.dir / name)
+    for name in ("split.csv", "manifest.json"):
+        (run.dir / name).unlink(missing_ok=True)
+
+
+def execute_chapter(root: Path, chapter: str, stage: Path, run: run_mod.Run) -> None:
+    """Execute one chapter with papermill into the staging folder; raise ChapterError on failure."""
+    import jupytext
+    import papermill
+
+    source = root / "notebooks" / f"{chapter}.py"
+    notebook = jupytext.read(source)
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    unexecuted = stage / "notebooks" / f".{chapter}.input.ipynb"
+    jupytext.write(notebook, unexecuted)
+    output = stage / "notebooks" / f"{chapter}.ipynb"
+    parameters = {"profile": run.params["profile"], "artifacts_dir": str(run.dir.parent),
+                  "data_dir": None, "overrides": {}}
+    env_before = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the kernel inherits it: fewer TF log lines
+    try:
+        papermill.execute_notebook(str(unexecuted), str(output), parameters=parameters, kernel_name="python3",
+                                   cwd=str(stage / "notebooks"), progress_bar=False, stdout_file=sys.stdout,
+                                   request_save_on_cell_execute=False)
+    except papermill.PapermillExecutionError as err:
+        raise ChapterError(f"chapter {chapter} failed in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
+                           f"  the executed notebook with the traceback: {output}") from None
+    finally:
+        unexecuted.unlink(missing_ok=True)
+        if env_before is None:
+            os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
+
+
+def build_book(stage: Path, output_dir: Path, warnings_as_errors: bool = True) -> Path:
+    """Run ``jupyter-book build``; return the path of ``index.html``."""
+    cmd = [sys.executable, "-m", "jupyter_book", "build", str(stage), "--path-output", str(output_dir)]
+    if warnings_as_errors:
+        cmd += ["-W", "-n", "--keep-going"]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ChapterError("jupyter-book build failed:\n" + (result.stdout[-4000:] + result.stderr[-4000:]))
+    index = output_dir / "_build" / "html" / "index.html"
+    if not index.exists():
+        raise ChapterError(f"jupyter-book build finished but {index} is missing")
+    return index
+
+
+def run_study(profile: str = "smoke", data_dir: str | None = None, artifacts: str = "artifacts",
+              overrides=(), chapters=CHAPTERS, build: bool = True) -> Path:
+    """Run ``chapters`` for ``profile`` and build the book; return ``index.html``'s path."""
+    root = project_root()
+    started, t0 = _now(), time.monotonic()
+    run = run_mod.create(profile, artifacts, data_dir, overrides)
+    _clear_outputs(run)
+    from lesionscan import data as data_mod
+
+    manifest = {
+        "profile": profile,
+        "parameters": run.params,
+        "seed": run.params["seed"],
+        "data_dir": run.params["data_dir"],
+        "data_checksum": data_mod.data_checksum(run.data_dir),
+        "versions": package_versions(),
+        "commit": git_commit(root),
+        "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+        "started": started,
+        "finished": None,
+        "status": "running",
+        "chapters": {},
+    }
+    atomic.write_json(run.manifest_path, manifest)
+    stage = run.dir / "book"
+    _stage_book(root, stage)
+    print(f"LesionScan study: profile {profile!r}, artifacts in {run.dir}", flush=True)
+    try:
+        for number, chapter in enumerate(chapters, start=1):
+            print(f"\n=== [{number}/{len(chapters)}] {chapter} ({time.monotonic() - t0:.0f} s so far) ===",
+                  flush=True)
+            t_chapter = time.monotonic()
+            try:
+                execute_chapter(root, chapter, stage, run)
+            except ChapterError:
+                manifest["chapters"][chapter] = {"seconds": round(time.monotonic() - t_chapter, 1),
+                                                 "status": "failed"}
+                raise
+            seconds = round(time.monotonic() - t_chapter, 1)
+            manifest["chapters"][chapter] = {"seconds": seconds, "status": "ok"}
+            atomic.write_json(run.manifest_path, manifest)
+            print(f"=== {chapter} done in {seconds:.0f} s ===", flush=True)
+        index = None
+        if build:
+            print("\n=== building the book ===", flush=True)
+            t_build = time.monotonic()
+            index = build_book(stage, run.dir)
+            manifest["chapters"]["book build"] = {"seconds": round(time.monotonic() - t_build, 1), "status": "ok"}
+        manifest["status"] = "ok"
+    except BaseException:
+        manifest["status"] = "failed"
+        raise
+    finally:
+        manifest["finished"] = _now()
+        manifest["seconds"] = round(time.monotonic() - t0, 1)
+        atomic.write_json(run.manifest_path, manifest)
+        _print_summary(manifest)
+    return index if index is not None else run.dir
+
+
+def _print_summary(manifest: dict) -> None:
+    print("\nchapter               seconds  status")
+    for name, info in manifest["chapters"].items():
+        print(f"{name:<20} {info['seconds']:>8.0f}  {info['status']}")
+    print(f"{'total':<20} {manifest.get('seconds', 0):>8.0f}  {manifest['status']}", flush=True)

@@ -1,0 +1,76 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 1. The data
+#
+# The report trains on HAM10000: 10,015 dermoscopy images of 7,470 skin
+# lesions in seven diagnostic classes. This chapter loads the dataset the run
+# was given, validates it (every image listed in the metadata must exist and
+# decode) and describes it: the class table in the report's Table 4.1 form,
+# how many images each lesion has (the reason lesion-level splits matter) and
+# a few examples of each class.
+
+# %% tags=["parameters", "hide-cell"]
+# Parameters (papermill replaces this cell in `lesionscan study`). To try another
+# setting in class, put it in `overrides`, e.g. overrides = {"epochs": 3}; every
+# parameter is listed by `lesionscan profiles --show smoke`.
+profile = "smoke"
+artifacts_dir = "../artifacts"
+data_dir = None
+overrides = {}
+
+# %% tags=["remove-cell"]
+from IPython.display import Markdown, display
+
+from lesionscan import data, plots
+from lesionscan.run import open_run
+
+run = open_run(profile, artifacts_dir, data_dir, overrides)
+dataset = data.load_dataset(run.data_dir)
+
+# %% tags=["remove-input"]
+display(Markdown(
+    f"This run uses **{run.data_label}**: {len(dataset):,} images of "
+    f"{dataset['lesion_id'].nunique():,} lesions, "
+    f"{dataset['mask_path'].notna().sum():,} of them with a lesion mask "
+    f"(profile `{run.params['profile']}`)."))
+
+# %% [markdown]
+# ## Classes (Table 4.1)
+#
+# HAM10000 is dominated by melanocytic nevi; every accuracy in this book has to be
+# read against that imbalance.
+
+# %% tags=["remove-input"]
+class_table = run.save_table("class_table", data.class_table(dataset))
+display(class_table.style.hide(axis="index").format({"percent": "{:.1f}"}))
+
+# %% tags=["remove-input"]
+run.save_figure("class_distribution", plots.class_distribution(class_table))
+
+# %% [markdown]
+# ## Images per lesion
+#
+# Several images often show the same lesion. If two images of one lesion land
+# in training and test, the test measures recognition of a lesion already
+# seen, not diagnosis of a new one.
+
+# %% tags=["remove-input"]
+lesions = run.save_table("images_per_lesion", data.lesion_table(dataset))
+display(lesions.style.hide(axis="index"))
+
+# %% [markdown]
+# ## Examples per class
+
+# %% tags=["remove-input"]
+run.save_figure("sample_grid", plots.sample_grid(data.sample_images(dataset, per_class=5, seed=run.params["seed"])))

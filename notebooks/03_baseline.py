@@ -1,0 +1,79 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 3. Baseline: ResNet50
+#
+# The report's baseline is ResNet50 with global average pooling, dropout and a dense softmax layer with L2 regularisation. It is trained as the soft-attention model is, so the only difference between chapters 3 and 4 is the attention module.
+#
+# Training follows the report: label smoothing 0.1, class weights, Adam,
+# early stopping and learning-rate reduction on the validation loss. With
+# ImageNet weights it runs in two phases (backbone frozen, then the last 40 %
+# of the backbone unfrozen at a lower rate, batch normalisation kept in
+# inference mode); without them (as offline) the whole network trains from
+# the start, because a frozen random backbone teaches the head little. The
+# test subset is scored once, after training.
+
+# %% tags=["parameters", "hide-cell"]
+# Parameters (papermill replaces this cell in `lesionscan study`). To try another
+# setting in class, put it in `overrides`, e.g. overrides = {"epochs": 3}; every
+# parameter is listed by `lesionscan profiles --show smoke`.
+profile = "smoke"
+artifacts_dir = "../artifacts"
+data_dir = None
+overrides = {}
+
+# %% tags=["remove-cell"]
+from IPython.display import Markdown, display
+
+from lesionscan import evaluate, experiment, plots
+from lesionscan.run import open_run
+
+run = open_run(profile, artifacts_dir, data_dir, overrides)
+
+# %% tags=["hide-output"]
+result = experiment.train_and_evaluate(run, "baseline")
+
+# %% tags=["remove-input"]
+display(Markdown(experiment.provenance(run, result)))
+
+# %% [markdown]
+# ## Training curves
+
+# %% tags=["remove-input"]
+run.save_figure("baseline_training_curves", plots.training_curves(result.history))
+
+# %% [markdown]
+# ## Test metrics
+
+# %% tags=["remove-input"]
+display(run.save_table("baseline_metrics", experiment.headline_table(result.metrics)).style.hide(axis="index"))
+
+# %% tags=["remove-input"]
+display(run.save_table("baseline_classification_report",
+                       evaluate.classification_report_table(result.predictions)).style.hide(axis="index"))
+
+# %% [markdown]
+# ## Confusion matrix
+#
+# Rows are the true class, columns the predicted one; counts on the left,
+# each row normalised to 1 on the right.
+
+# %% tags=["remove-input"]
+run.save_figure("baseline_confusion", plots.confusion_matrix(evaluate.confusion(result.predictions),
+                                                              evaluate.confusion(result.predictions, normalize=True)))
+
+# %% [markdown]
+# ## ROC curves (one class against the rest)
+
+# %% tags=["remove-input"]
+run.save_figure("baseline_roc", plots.roc_curves(result.predictions))

@@ -1,0 +1,20 @@
+"""Shared test set-up: quiet TensorFlow, and a handle on the real data when a user points to it."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+
+
+@pytest.fixture
+def real_data_dir() -> Path:
+    """The real HAM10000 folder named by LESIONSCAN_REAL_DATA; tests using it skip where it is unset."""
+    value = os.environ.get("LESIONSCAN_REAL_DATA")
+    if not value:
+        pytest.skip("set LESIONSCAN_REAL_DATA to a HAM10000 data directory to run real-data tests")
+    path = Path(value)
+    if not path.is_dir():
+        pytest.skip(f"LESIONSCAN_REAL_DATA={value} is not a directory")
+    return path
