@@ -29,7 +29,7 @@ def _cmd_check(args) -> None:
 def _cmd_split(args) -> None:
     from lesionscan import data, split
 
-    frame = data.load_dataset(args.dir, verify_images=False)
+    frame = data.load_dataset(args.dir)
     table = split.make_split(frame, args.protocol, seed=args.seed)
     split.write_split(table, args.out)
     print(f"wrote {len(table)} rows to {args.out} (protocol {args.protocol}, seed {args.seed})")

@@ -11,6 +11,7 @@ import hashlib
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from PIL import Image
 
@@ -132,6 +133,8 @@ def load_dataset(data_dir: str | os.PathLike, verify_images: bool = True) -> pd.
         raise DataError(f"metadata file {meta} not found; a HAM10000 data directory holds {METADATA_FILE}")
 
     frame = _read_metadata(meta)
+    if frame.empty:
+        raise DataError(f"metadata file {meta} lists no images")
     problems = _table_problems(frame, meta)
 
     image_folders = [data_dir / name for name in IMAGE_DIRS]
@@ -213,3 +216,13 @@ def data_checksum(data: str | os.PathLike | pd.DataFrame) -> str:
         digest.update(f"\0{image_id}\0{len(content)}\0".encode())
         digest.update(content)
     return f"sha256:{digest.hexdigest()}"
+
+
+def sample_images(df: pd.DataFrame, per_class: int = 5, seed: int = 0) -> dict[str, list[np.ndarray]]:
+    """A few images of each class, chosen reproducibly, as RGB arrays for an example grid."""
+    samples = {}
+    for dx in CLASSES:
+        rows = df[df["dx"] == dx]
+        chosen = rows.sample(min(per_class, len(rows)), random_state=seed) if len(rows) else rows
+        samples[dx] = [np.asarray(Image.open(path).convert("RGB")) for path in chosen["image_path"]]
+    return samples

@@ -47,17 +47,6 @@ def eval_dataset(run: Run, frame: pd.DataFrame):
                                  seed=p["seed"])
 
 
-def train_config(params: dict) -> train.TrainConfig:
-    """The training settings of a run's parameters."""
-    return train.TrainConfig(
-        schedule=params["schedule"], weights=params["weights"],
-        epochs=params["epochs"], epochs_phase1=params["epochs_phase1"], epochs_phase2=params["epochs_phase2"],
-        lr_full=params["lr_full"], lr_phase1=params["lr_phase1"], lr_phase2=params["lr_phase2"],
-        unfreeze_fraction=params["unfreeze_fraction"], label_smoothing=params["label_smoothing"],
-        early_stopping_patience=params["early_stopping_patience"], lr_patience=params["lr_patience"],
-        lr_factor=params["lr_factor"])
-
-
 def build(run: Run, kind: str):
     """The model ``kind`` ("baseline" or "soft_attention") with the run's settings."""
     p = run.params
@@ -82,7 +71,7 @@ def train_and_evaluate(run: Run, kind: str) -> Result:
     model = build(run, kind)
     print(f"{kind}: {model.count_params():,} parameters; {len(parts['train'])} training images, "
           f"{len(parts['val'])} validation images", flush=True)
-    history = train.train(model, train_ds, eval_dataset(run, parts["val"]), train_config(p),
+    history = train.train(model, train_ds, eval_dataset(run, parts["val"]), train.TrainConfig.from_params(p),
                           class_weight=class_weight)
 
     with atomic.atomic_path(run.model_path(kind)) as tmp:
@@ -114,35 +103,15 @@ def provenance(run: Run, result: Result) -> str:
            f"tested on {result.metrics['n']} images."
 
 
-_HEADLINE = (("accuracy", "accuracy"), ("balanced accuracy", "balanced_accuracy"),
-             ("macro precision", "precision_macro"), ("macro recall", "recall_macro"), ("macro F1", "f1_macro"),
-             ("weighted F1", "f1_weighted"), ("macro ROC-AUC", "roc_auc_macro"),
-             ("weighted ROC-AUC", "roc_auc_weighted"))
-
-
-def headline_table(metrics: dict) -> pd.DataFrame:
-    """The report's Table 4.2 metrics (and balanced accuracy) for one model, with the majority baseline."""
-    from lesionscan.report import flat_metrics
-
-    flat = flat_metrics(metrics)
-    majority = metrics["majority_baseline"]
-    return pd.DataFrame({
-        "metric": [label for label, _ in _HEADLINE],
-        "value": [flat.get(key) for _, key in _HEADLINE],
-        "always the majority class": [majority.get(key) for _, key in _HEADLINE],
-    })
-
-
 def comparison_table(metrics_by_model: dict[str, dict]) -> pd.DataFrame:
-    """Headline metrics of several models side by side, majority-class baseline last."""
-    from lesionscan.report import flat_metrics
+    """Models side by side (one column each), with the majority-class score in the last column.
 
-    table = pd.DataFrame({"metric": [label for label, _ in _HEADLINE]})
-    for name, metrics in metrics_by_model.items():
-        flat = flat_metrics(metrics)
-        table[name] = [flat.get(key) for _, key in _HEADLINE]
+    Every accuracy has to be read against always predicting the most
+    frequent test class, so that score sits beside every table of metrics.
+    """
+    table = evaluate.comparison_table(metrics_by_model)
     majority = next(iter(metrics_by_model.values()))["majority_baseline"]
-    table["always the majority class"] = [majority.get(key) for _, key in _HEADLINE]
+    table["always the majority class"] = table["metric"].map(majority)
     return table
 
 
@@ -170,8 +139,7 @@ def explanation_rows(run: Run, n_images: int) -> list[dict]:
     sa_pred = pd.read_csv(run.predictions_path("soft_attention"))
     correct = sa_pred[sa_pred["pred"] == sa_pred["dx"]]
     wrong = sa_pred[sa_pred["pred"] != sa_pred["dx"]]
-    prob_cols = [f"p_{dx}" for dx in CLASSES]
-    confidence = sa_pred[prob_cols].max(axis=1)
+    confidence = sa_pred[list(evaluate.PROB_COLUMNS)].max(axis=1)
     n_wrong = min(len(wrong), n_images // 2)
     chosen = pd.concat([
         correct.loc[confidence[correct.index].sort_values(ascending=False).index[: n_images - n_wrong]],

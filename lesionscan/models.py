@@ -9,6 +9,7 @@ last convolutional block and global average pooling, as in the report.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import keras
@@ -72,7 +73,9 @@ class SoftAttention(keras.layers.Layer):
         scores = ops.conv(inputs, self.kernel, strides=1, padding="same") + self.bias
         shape = ops.shape(scores)
         flat = ops.reshape(scores, (shape[0], shape[1] * shape[2], self.heads))
-        maps = ops.reshape(ops.softmax(flat, axis=1), shape)
+        with warnings.catch_warnings():  # a 1x1 feature map (32 px input) is legal: one position, map = 1
+            warnings.filterwarnings("ignore", message="You are using a softmax over axis")
+            maps = ops.reshape(ops.softmax(flat, axis=1), shape)
         summed = ops.sum(maps, axis=-1, keepdims=True)
         attended = self.gamma * inputs * summed
         return [attended, maps]

@@ -68,7 +68,7 @@ def augmenter(seed: int, rotation: float = ROTATION, zoom: float = ZOOM, brightn
         layers.append(keras.layers.RandomShear(x_factor=shear, y_factor=shear, fill_mode="reflect", seed=seed + 3))
     if brightness:
         layers.append(keras.layers.RandomBrightness(brightness, value_range=(0, 255), seed=seed + 4))
-    return keras.Sequential(layers, name="augmenter")
+    return keras.Sequential(layers or [keras.layers.Identity()], name="augmenter")
 
 
 def balanced_indices(labels, target_per_class: int, seed: int) -> np.ndarray:

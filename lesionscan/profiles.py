@@ -16,7 +16,7 @@ from lesionscan.errors import ParameterError
 _SMOKE: dict[str, Any] = {
     # data
     "data": "synthetic",          # "synthetic" (generated offline) or "directory" (--data-dir)
-    "synthetic_images": 800,      # images in the generated set
+    "synthetic_images": 2000,     # images in the generated set (training cost depends on balance_target)
     "synthetic_size": 128,        # generated image width in px (height 3/4 of it)
     "seed": 0,                    # seeds data generation, split, sampling, initialisation
     # split

@@ -10,28 +10,13 @@ from importlib import resources
 
 import pandas as pd
 
-from lesionscan.classes import CLASSES
+from lesionscan.evaluate import flat_metrics
 
 
 def claims() -> pd.DataFrame:
     """Every number the report claims that our run can be compared with."""
     with resources.files("lesionscan").joinpath("reference/report_claims.csv").open() as handle:
         return pd.read_csv(handle)
-
-
-def flat_metrics(metrics: dict) -> dict[str, float]:
-    """Our metrics under the claim file's names (accuracy, f1_macro, f1_mel, ...)."""
-    flat = {"accuracy": metrics["accuracy"], "balanced_accuracy": metrics["balanced_accuracy"]}
-    for family in ("precision", "recall", "f1", "roc_auc"):
-        for average in ("macro", "weighted"):
-            value = metrics.get(family, {}).get(average)
-            if value is not None:
-                flat[f"{family}_{average}"] = value
-    for dx in CLASSES:
-        for name, value in metrics.get("per_class", {}).get(dx, {}).items():
-            if name != "support" and value is not None:
-                flat[f"{name}_{dx}"] = value
-    return flat
 
 
 def comparison(metrics_by_model: dict[str, dict]) -> pd.DataFrame:

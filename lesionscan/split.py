@@ -60,6 +60,9 @@ def make_split(
     if protocol not in PROTOCOLS:
         raise ParameterError(f"unknown split protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
     _check_fractions(val_fraction, test_fraction)
+    missing = [c for c in SPLIT_COLUMNS[:3] if c not in df.columns]
+    if missing:
+        raise DataError(f"cannot split: the dataset frame lacks column(s) {', '.join(missing)}")
     images = df[["image_id", "lesion_id", "dx"]].sort_values("image_id", kind="stable").reset_index(drop=True)
     subset = pd.Series("train", index=images.index, dtype=object)
 

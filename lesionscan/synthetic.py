@@ -25,11 +25,10 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from lesionscan.atomic import atomic_path
 from lesionscan.classes import CLASSES, HAM10000_COUNTS
+from lesionscan.data import IMAGE_DIRS, MASK_DIR, METADATA_FILE
 from lesionscan.errors import ParameterError
 
-IMAGE_DIR = "HAM10000_images_part_1"
-MASK_DIR = "HAM10000_segmentations_lesion_tschandl"
-METADATA_FILE = "HAM10000_metadata.csv"
+IMAGE_DIR = IMAGE_DIRS[0]
 
 # Images per lesion in the real HAM10000 (7,470 lesions for 10,015 images):
 # share of lesions with 1, 2, 3, 4, 5, 6 images.
@@ -75,18 +74,21 @@ _LOOKS: dict[str, _Look] = {
 _ATYPICAL_SHARE = 0.25
 
 
-def class_counts(n_images: int, min_per_class: int = 12) -> dict[str, int]:
-    """Images per class: HAM10000's proportions, with a floor so every class can be split.
+def class_counts(n_images: int, min_share: float = 0.025, min_images: int = 12) -> dict[str, int]:
+    """Images per class: HAM10000's proportions, with the rarest classes lifted to a floor.
 
-    The floor matters only for small sets (dermatofibroma is 1.1 % of HAM10000);
-    the largest class (nv) absorbs the difference so the total is exact.
+    Dermatofibroma is 1.1 % of HAM10000, so a small set would have one or two
+    test images of it and a balanced accuracy that is mostly noise; each
+    class gets at least ``min_share`` of the images (and ``min_images``).
+    The largest class (nv) absorbs the difference so the total is exact.
     """
-    if n_images < min_per_class * len(CLASSES) * 2:
+    floor = max(min_images, round(min_share * n_images))
+    if n_images < floor * len(CLASSES) * 2:
         raise ParameterError(
-            f"images={n_images} is too small: need at least {min_per_class * len(CLASSES) * 2} "
-            f"so that every class has {min_per_class} or more images to split")
+            f"images={n_images} is too small: need at least {min_images * len(CLASSES) * 2} "
+            f"so that every class has {min_images} or more images to split")
     total = sum(HAM10000_COUNTS.values())
-    counts = {dx: max(min_per_class, round(n_images * c / total)) for dx, c in HAM10000_COUNTS.items()}
+    counts = {dx: max(floor, round(n_images * c / total)) for dx, c in HAM10000_COUNTS.items()}
     counts["nv"] += n_images - sum(counts.values())
     return counts
 
@@ -302,7 +304,7 @@ def generate(out_dir: str | Path, n_images: int = 700, size: int = 128, seed: in
             (tmp / IMAGE_DIR / f"{row['image_id']}.jpg").write_bytes(_encode(image, "JPEG"))
             (tmp / MASK_DIR / f"{row['image_id']}_segmentation.png").write_bytes(_encode(mask, "PNG"))
             meta.append(row)
-            if progress and (new_pos + 1) % 200 == 0:
+            if progress and (new_pos + 1) % 500 == 0:
                 print(f"  synthetic: {new_pos + 1}/{len(order)} images", flush=True)
         frame = pd.DataFrame(meta).sort_values(["lesion_id", "image_id"], kind="stable")
         frame.to_csv(tmp / METADATA_FILE, index=False)

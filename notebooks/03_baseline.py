@@ -56,7 +56,7 @@ run.save_figure("baseline_training_curves", plots.training_curves(result.history
 # ## Test metrics
 
 # %% tags=["remove-input"]
-display(run.save_table("baseline_metrics", experiment.headline_table(result.metrics)).style.hide(axis="index"))
+display(run.save_table("baseline_metrics", experiment.comparison_table({"baseline": result.metrics})).style.hide(axis="index"))
 
 # %% tags=["remove-input"]
 display(run.save_table("baseline_classification_report",

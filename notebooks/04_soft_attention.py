@@ -56,7 +56,7 @@ run.save_figure("soft_attention_training_curves", plots.training_curves(result.h
 # ## Test metrics
 
 # %% tags=["remove-input"]
-display(run.save_table("soft_attention_metrics", experiment.headline_table(result.metrics)).style.hide(axis="index"))
+display(run.save_table("soft_attention_metrics", experiment.comparison_table({"soft_attention": result.metrics})).style.hide(axis="index"))
 
 # %% tags=["remove-input"]
 display(run.save_table("soft_attention_classification_report",

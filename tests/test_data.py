@@ -121,6 +121,11 @@ def test_metadata_missing_required_column(tmp_path):
     assert str(meta) in message and "lesion_id" in message and "dx" in message
 
 
+def test_empty_metadata(tmp_path):
+    root = write_dataset(tmp_path / "ham", [])
+    assert "lists no images" in load_error(root)
+
+
 def test_unknown_class_label_names_row_and_value(tmp_path):
     rows = valid_rows()
     rows[2] = (rows[2][0], rows[2][1], "melanoma")
@@ -167,13 +172,20 @@ def test_lesion_with_two_labels(tmp_path):
     assert "mel" in message and "nv" in message
 
 
-def test_all_problems_reported_together_and_capped(tmp_path):
-    rows = valid_rows() + [(f"HAM_1{i:06d}", f"ISIC_1{i:06d}", "bad") for i in range(30)]
+def test_all_problems_reported_together(tmp_path):
+    rows = valid_rows() + [("HAM_0000008", "ISIC_0000008", "bad"), ("HAM_0000009", "ISIC_0000001", "bcc")]
     message = load_error(write_dataset(tmp_path / "ham", rows, skip_images=["ISIC_0000000"]))
-    assert message.startswith("31 problem(s)")
-    assert "ISIC_0000000" in message  # the missing image and the labels, in one error
-    assert "and 11 more" in message
+    assert message.startswith("3 problem(s)")
+    assert "'bad'" in message and "duplicate image_id ISIC_0000001" in message
+    assert "image ISIC_0000000 not found" in message
+
+
+def test_problem_list_is_capped(tmp_path):
+    rows = valid_rows() + [(f"HAM_1{i:06d}", f"ISIC_1{i:06d}", "bad") for i in range(30)]
+    message = load_error(write_dataset(tmp_path / "ham", rows))
+    assert message.startswith("30 problem(s)")
     assert message.count("\n  - ") == data.MAX_LISTED_PROBLEMS
+    assert message.endswith("and 10 more")
 
 
 def test_checksum_deterministic_and_sensitive(tmp_path):

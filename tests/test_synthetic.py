@@ -38,10 +38,11 @@ def test_layout_matches_ham10000(synth):
 
 
 def test_class_proportions_follow_ham10000():
-    counts = synthetic.class_counts(10015)
-    assert counts == HAM10000_COUNTS
+    assert synthetic.class_counts(10015, min_share=0) == HAM10000_COUNTS
     small = synthetic.class_counts(400)
-    assert sum(small.values()) == 400 and min(small.values()) >= 12
+    assert sum(small.values()) == 400 and min(small.values()) == 12
+    lifted = synthetic.class_counts(2000)
+    assert lifted["df"] == lifted["vasc"] == 50 and lifted["mel"] == round(2000 * 1113 / 10015)
     assert max(small, key=small.get) == "nv" and small["nv"] / 400 > 0.55
     with pytest.raises(ParameterError, match="images=50"):
         synthetic.class_counts(50)

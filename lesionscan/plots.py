@@ -1,0 +1,503 @@
+"""The book's figures: each function takes a table or arrays and returns a matplotlib Figure.
+
+Figures are built without pyplot (``BookFigure``, a ``matplotlib.figure.Figure``
+that renders itself in Jupyter), so nothing is shown or kept open behind the
+caller's back: a notebook displays the returned figure once, and
+``save_figure`` writes it as PNG. Colours are
+colour-blind safe (seaborn's "colorblind" palette; viridis and mako for
+heatmaps), each class keeps one colour in every figure, and classes are
+spelled out (``classes.label``). Sizes suit a book page, about 10 in wide.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import math
+import os
+import textwrap
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from lesionscan import atomic
+from lesionscan.classes import CLASSES, label
+
+PALETTE = sns.color_palette("colorblind")
+CLASS_COLOURS = {dx: PALETTE[i] for i, dx in enumerate(CLASSES)}
+SUBSET_COLOURS = {"train": PALETTE[0], "val": PALETTE[1], "test": PALETTE[2]}
+WRONG_COLOUR = PALETTE[3]
+HEATMAP_CMAP = "viridis"
+CONFUSION_CMAP = "mako_r"
+PAGE_WIDTH = 10.0
+DPI = 120
+
+_RC = {
+    "font.size": 11, "axes.titlesize": 12.5, "axes.titleweight": "bold", "axes.labelsize": 11,
+    "xtick.labelsize": 10, "ytick.labelsize": 10, "legend.fontsize": 10, "legend.title_fontsize": 10.5,
+    "figure.titlesize": 14, "figure.titleweight": "bold", "axes.spines.top": False,
+    "axes.spines.right": False, "axes.grid": False, "savefig.dpi": DPI, "figure.dpi": DPI,
+}
+_PHASE_NAMES = {"frozen": "frozen backbone", "finetune": "fine-tuning", "full": "whole network"}
+_LINESTYLES = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (1, 1)))
+
+
+def _styled(function):
+    """Build the figure under the book's style (fonts, spines) without touching global settings."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with matplotlib.rc_context(_RC):
+            return function(*args, **kwargs)
+
+    return wrapper
+
+
+class BookFigure(Figure):
+    """A Figure that shows itself in Jupyter as PNG, with no pyplot involved: displayed exactly once.
+
+    IPython renders an object through ``_repr_png_`` when no other printer
+    claims it, so a returned figure appears in a notebook (and in the book)
+    whatever the backend, and nothing is left open for the inline backend to
+    show again at the end of the cell.
+    """
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=DPI, facecolor="white")
+        return buffer.getvalue()
+
+
+def _figure(width: float, height: float) -> Figure:
+    return BookFigure(figsize=(width, height), layout="constrained")
+
+
+def wrapped_label(dx: str, width: int = 24) -> str:
+    """The class's readable label, wrapped to lines of about ``width`` characters."""
+    return textwrap.fill(label(dx), width=width)
+
+
+def _strip_image_axes(ax) -> None:
+    """An axes that frames an image: no ticks, no spines, labels still allowed."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def _by_class(table: pd.DataFrame) -> pd.DataFrame:
+    """A per-class table indexed by class code in CLASSES order, without its total row."""
+    if "class" in table.columns:
+        table = table.set_index("class")
+    return table.loc[[dx for dx in CLASSES if dx in table.index]]
+
+
+@_styled
+def class_distribution(class_table: pd.DataFrame) -> Figure:
+    """Images per class (Table 4.1) as horizontal bars, largest on top, with count and share."""
+    table = _by_class(class_table)
+    counts = table["count"].astype(float)
+    total = counts.sum()
+    if total <= 0:
+        raise ValueError("class table has no images to plot")
+    order = counts.sort_values(ascending=True).index  # barh draws bottom-up: largest ends on top
+    fig = _figure(PAGE_WIDTH, 0.55 * len(order) + 1.4)
+    ax = fig.add_subplot()
+    ax.barh([label(dx) for dx in order], counts[order], color=[CLASS_COLOURS[dx] for dx in order])
+    for y, dx in enumerate(order):
+        ax.annotate(f" {int(counts[dx]):,}  ({100 * counts[dx] / total:.1f} %)", (counts[dx], y),
+                    va="center", ha="left", fontsize=10)
+    ax.set_xlim(0, counts.max() * 1.28)
+    ax.set_xlabel("images")
+    ax.set_title(f"Images per class ({int(total):,} in all)", loc="left")
+    ax.spines["left"].set_visible(False)
+    ax.tick_params(axis="y", length=0)
+    return fig
+
+
+@_styled
+def sample_grid(images_by_class: Mapping[str, Sequence[np.ndarray]]) -> Figure:
+    """Example images, one row per class (CLASSES order), class spelled out at the left."""
+    rows = [dx for dx in CLASSES if dx in images_by_class and len(images_by_class[dx])]
+    if not rows:
+        raise ValueError("sample_grid needs at least one image")
+    ncols = max(len(images_by_class[dx]) for dx in rows)
+    first = np.asarray(images_by_class[rows[0]][0])
+    aspect = first.shape[0] / first.shape[1]
+    cell = (PAGE_WIDTH - 2.2) / ncols
+    fig = _figure(PAGE_WIDTH, len(rows) * cell * aspect + 0.3)
+    axes = fig.subplots(len(rows), ncols, squeeze=False)
+    for r, dx in enumerate(rows):
+        images = list(images_by_class[dx])
+        for c in range(ncols):
+            ax = axes[r, c]
+            if c < len(images):
+                ax.imshow(np.asarray(images[c]))
+                _strip_image_axes(ax)
+            else:
+                ax.axis("off")
+        axes[r, 0].set_ylabel(wrapped_label(dx, 22), rotation=0, ha="right", va="center", fontsize=10.5)
+    return fig
+
+
+@_styled
+def split_support(support_tables: Mapping[str, pd.DataFrame]) -> Figure:
+    """How each protocol shares every class among train, val and test (100 % bars, class size at right)."""
+    if not support_tables:
+        raise ValueError("split_support needs at least one support table")
+    subsets = ("train", "val", "test")
+    fig = _figure(PAGE_WIDTH, 0.5 * len(CLASSES) + 1.9)
+    axes = fig.subplots(1, len(support_tables), sharey=True, squeeze=False)[0]
+    for ax, (protocol, table) in zip(axes, support_tables.items()):
+        table = _by_class(table)
+        present = [dx for dx in CLASSES if dx in table.index][::-1]  # first class on top
+        counts = table.loc[present, list(subsets)].astype(float)
+        totals = counts.sum(axis=1).replace(0, np.nan)
+        shares = counts.div(totals, axis=0).fillna(0.0) * 100
+        left = np.zeros(len(present))
+        for subset in subsets:
+            bars = ax.barh(range(len(present)), shares[subset], left=left, color=SUBSET_COLOURS[subset],
+                           edgecolor="white", linewidth=0.8, label=subset)
+            labels = [f"{v:.0f}" if v >= 9 else "" for v in shares[subset]]
+            ax.bar_label(bars, labels=labels, label_type="center", fontsize=9,
+                         color="white" if subset == "train" else "black")
+            left += shares[subset].to_numpy()
+        for y, dx in enumerate(present):
+            ax.annotate(f" {int(counts.loc[dx].sum()):,}", (100, y), va="center", ha="left", fontsize=9)
+        ax.set_xlim(0, 100)
+        ax.set_xticks([0, 25, 50, 75, 100])
+        ax.set_xlabel("% of the class's images")
+        ax.set_title(f"{protocol}", loc="left")
+        ax.set_yticks(range(len(present)), [wrapped_label(dx, 26) for dx in present])
+        ax.tick_params(axis="y", length=0)
+        ax.spines["left"].set_visible(False)
+    handles = [Patch(color=SUBSET_COLOURS[s], label=s) for s in subsets]
+    fig.legend(handles=handles, loc="outside upper right", ncols=3, frameon=False,
+               title="subset (numbers at right: images of the class)")
+    fig.suptitle("Class shares per subset, by split protocol", x=0.01, ha="left")
+    return fig
+
+
+@_styled
+def augmentation_gallery(original: np.ndarray, augmented_list: Sequence[np.ndarray]) -> Figure:
+    """One training image and augmented copies of it, in a grid of at most four columns."""
+    panels = [np.asarray(original)] + [np.asarray(a) for a in augmented_list]
+    ncols = min(4, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    aspect = panels[0].shape[0] / panels[0].shape[1]
+    cell = PAGE_WIDTH / 4
+    fig = _figure(cell * ncols, nrows * cell * aspect + 0.5 * nrows)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for i, ax in enumerate(axes):
+        if i >= len(panels):
+            fig.delaxes(ax)
+            continue
+        ax.imshow(panels[i])
+        _strip_image_axes(ax)
+        ax.set_title("original" if i == 0 else f"augmented {i}", fontsize=11,
+                     fontweight="bold" if i == 0 else "normal")
+        if i == 0:
+            for spine in ax.spines.values():
+                spine.set_visible(True)
+                spine.set_linewidth(2.5)
+                spine.set_color(PALETTE[0])
+    return fig
+
+
+def _phase_spans(history: pd.DataFrame) -> list[tuple[float, str]]:
+    """(x where the phase starts, phase name) for each run of equal phases; [] without a phase column."""
+    if "phase" not in history.columns or len(history) == 0:
+        return []
+    phases = history["phase"].astype(str).to_numpy()
+    epochs = history["epoch"].to_numpy(dtype=float)
+    spans = [(epochs[0] - 0.5, phases[0])]
+    spans += [((epochs[i - 1] + epochs[i]) / 2, phases[i]) for i in range(1, len(phases)) if phases[i] != phases[i - 1]]
+    return spans
+
+
+@_styled
+def training_curves(history: pd.DataFrame) -> Figure:
+    """Loss and accuracy per epoch, training and validation, with phase boundaries and the kept epoch.
+
+    A dotted vertical line marks each change of training phase (e.g. frozen
+    backbone -> fine-tuning); a star marks the epoch with the lowest
+    validation loss, the one early stopping restores.
+    """
+    if len(history) == 0:
+        raise ValueError("training history is empty: the model trained for no epoch")
+    history = history.reset_index(drop=True)
+    if "epoch" not in history.columns:
+        history = history.assign(epoch=np.arange(1, len(history) + 1))
+    epochs = history["epoch"].to_numpy(dtype=float)
+    marker = "o" if len(history) <= 30 else None
+    best = None
+    if "val_loss" in history.columns and history["val_loss"].notna().any():
+        best = int(history["val_loss"].astype(float).idxmin())
+    fig = _figure(PAGE_WIDTH, 4.4)
+    axes = fig.subplots(1, 2)
+    spans = _phase_spans(history)
+    for ax, metric, title in zip(axes, ("loss", "accuracy"), ("Loss", "Accuracy")):
+        curves = (("", "training", "-", PALETTE[0]), ("val_", "validation", "--", PALETTE[1]))
+        for prefix, name, style, colour in curves:
+            column = prefix + metric
+            if column in history.columns:
+                ax.plot(epochs, history[column].to_numpy(dtype=float), style, color=colour, marker=marker,
+                        markersize=4, linewidth=2, label=name)
+        for i, (x, phase) in enumerate(spans):
+            if i:
+                ax.axvline(x, color="0.45", linestyle=":", linewidth=1.5)
+            if len(spans) > 1:
+                ax.annotate(f" {_PHASE_NAMES.get(phase, phase)}", (x, 1.0), xycoords=("data", "axes fraction"),
+                            va="bottom", ha="left", fontsize=9.5, color="0.3", fontstyle="italic")
+        if best is not None and f"val_{metric}" in history.columns:
+            ax.plot([epochs[best]], [history[f"val_{metric}"].iloc[best]], marker="*", markersize=16,
+                    color=PALETTE[1], markeredgecolor="black", linestyle="none",
+                    label=f"kept: lowest validation loss (epoch {int(epochs[best])})")
+        ax.set_title(title, loc="left", pad=18 if len(spans) > 1 else 6)
+        ax.set_xlabel("epoch")
+        ax.grid(axis="y", alpha=0.3)
+    if np.allclose(epochs, np.round(epochs)) and epochs.max() - epochs.min() <= 12:
+        for ax in axes:
+            ax.set_xticks(np.arange(epochs.min(), epochs.max() + 1))
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(handles), frameon=False)
+    return fig
+
+
+def _confusion_panel(ax, values: pd.DataFrame, annot: np.ndarray, colour_label: str, title: str,
+                     y_labels: bool, vmax: float | None, short_x: bool = False, square: bool = True) -> None:
+    """One heatmap: colour from ``values``, text from ``annot``; rows true, columns predicted."""
+    sns.heatmap(values, ax=ax, annot=annot, fmt="", cmap=CONFUSION_CMAP, vmin=0, vmax=vmax, square=square,
+                linewidths=0.5, linecolor="white", cbar_kws={"label": colour_label, "shrink": 0.7},
+                annot_kws={"fontsize": 9.5 if not short_x else 9})
+    ticks = np.arange(len(values.columns)) + 0.5
+    if short_x:  # codes under the matrix; the row labels spell them out
+        ax.set_xticks(ticks, list(values.columns), rotation=0, fontsize=10)
+    else:
+        ax.set_xticks(ticks, [wrapped_label(dx, 18) for dx in values.columns], rotation=45, ha="right",
+                      rotation_mode="anchor", fontsize=9)
+    ax.set_yticks(np.arange(len(values.index)) + 0.5,
+                  [wrapped_label(dx, 26) for dx in values.index] if y_labels else [""] * len(values.index),
+                  rotation=0, fontsize=9.5)
+    ax.tick_params(length=0)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class" if y_labels else "")
+    ax.set_title(title, loc="left")
+
+
+def _row_shares(counts: pd.DataFrame) -> pd.DataFrame:
+    totals = counts.sum(axis=1).replace(0, np.nan)
+    return counts.div(totals, axis=0).fillna(0.0)
+
+
+@_styled
+def confusion_matrix(cm_df: pd.DataFrame, normalized: bool | pd.DataFrame = False) -> Figure:
+    """Confusion matrix heatmap, rows true and columns predicted, classes spelled out.
+
+    ``confusion_matrix(counts)``: one panel; colour is each row's share (so
+    small classes are as visible as nv), text the count and the share.
+    ``confusion_matrix(shares, normalized=True)``: one panel of row shares.
+    ``confusion_matrix(counts, shares)``: two panels, counts left, shares right.
+    """
+    if isinstance(normalized, pd.DataFrame):
+        counts, shares = cm_df, normalized
+        fig = _figure(PAGE_WIDTH, 4.6)
+        left, right = fig.subplots(1, 2)
+        _confusion_panel(left, counts.astype(float), counts.astype(int).astype(str).to_numpy(), "images",
+                         f"Counts (n = {int(counts.to_numpy().sum()):,})", True, None, short_x=True, square=False)
+        _confusion_panel(right, shares.astype(float), _percent_text(shares.to_numpy(dtype=float)),
+                         "share of the true class", "Each row normalised", False, 1.0, short_x=True,
+                         square=False)
+        return fig
+    fig = _figure(PAGE_WIDTH * 0.85, 7.2)
+    ax = fig.add_subplot()
+    if normalized:
+        shares = cm_df.astype(float)
+        _confusion_panel(ax, shares, _percent_text(shares.to_numpy()), "share of the true class",
+                         "Confusion matrix (each row normalised)", True, 1.0)
+    else:
+        counts = cm_df.astype(int)
+        shares = _row_shares(counts.astype(float))
+        text = np.array([[f"{c}\n{100 * s:.0f} %" if c else "0" for c, s in zip(crow, srow)]
+                         for crow, srow in zip(counts.to_numpy(), shares.to_numpy())])
+        _confusion_panel(ax, shares, text, "share of the true class",
+                         f"Confusion matrix (n = {int(counts.to_numpy().sum()):,})", True, 1.0)
+    return fig
+
+
+def _percent_text(values: np.ndarray) -> np.ndarray:
+    return np.array([[f"{100 * v:.0f} %" if v else "0" for v in row] for row in values])
+
+
+@_styled
+def roc_curves(pred: pd.DataFrame) -> Figure:
+    """One-vs-rest ROC curve per class with its AUC in the legend; classes without positives are noted."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    fig = _figure(PAGE_WIDTH * 0.85, 7.0)
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1.2, label="chance (AUC 0.5)")
+    skipped = []
+    for k, dx in enumerate(CLASSES):
+        positive = (pred["dx"].astype(str) == dx).to_numpy()
+        if positive.all() or not positive.any():
+            skipped.append(dx)
+            continue
+        scores = pred[f"p_{dx}"].to_numpy(dtype=float)
+        fpr, tpr, _ = roc_curve(positive, scores)
+        auc = roc_auc_score(positive, scores)
+        ax.plot(fpr, tpr, color=CLASS_COLOURS[dx], linestyle=_LINESTYLES[k % len(_LINESTYLES)], linewidth=2.2,
+                label=f"{label(dx)}: AUC {auc:.3f} (n = {int(positive.sum())})")
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.set_aspect("equal")
+    ax.set_xlabel("false positive rate (1 − specificity)")
+    ax.set_ylabel("true positive rate (sensitivity)")
+    ax.set_title("ROC curves, each class against the rest", loc="left")
+    ax.grid(alpha=0.3)
+    title = None
+    if skipped:
+        title = "not scored (no test image or only one class): " + ", ".join(skipped)
+    ax.legend(loc="lower right", fontsize=9, title=title, title_fontsize=9, framealpha=0.92)
+    return fig
+
+
+_METRIC_NAMES = {
+    "accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy",
+    "precision_macro": "Precision (macro)", "recall_macro": "Recall (macro)", "f1_macro": "F1 (macro)",
+    "roc_auc_macro": "ROC-AUC (macro)", "precision_weighted": "Precision (weighted)",
+    "recall_weighted": "Recall (weighted)", "f1_weighted": "F1 (weighted)", "roc_auc_weighted": "ROC-AUC (weighted)",
+}
+
+
+def _grouped_bars(ax, table: pd.DataFrame, names: list[str], colours: dict) -> None:
+    """Horizontal bars, one group per row of ``table`` (top to bottom), one bar per model column."""
+    models = list(table.columns)
+    height = 0.8 / len(models)
+    positions = np.arange(len(table))[::-1]
+    for m, model in enumerate(models):
+        values = table[model].to_numpy(dtype=float)
+        y = positions + 0.4 - height * (m + 0.5)
+        bars = ax.barh(y, np.nan_to_num(values), height=height * 0.92, color=colours[model], label=model)
+        ax.bar_label(bars, labels=["n/a" if np.isnan(v) else f"{v:.3f}" for v in values], padding=2, fontsize=8.5)
+    ax.set_yticks(positions, names)
+    ax.tick_params(axis="y", length=0)
+    ax.spines["left"].set_visible(False)
+    top = np.nanmax(table.to_numpy(dtype=float)) if np.isfinite(table.to_numpy(dtype=float)).any() else 1.0
+    ax.set_xlim(0, max(1.0, top) * 1.15)
+    ax.grid(axis="x", alpha=0.3)
+
+
+@_styled
+def metric_comparison(comparison_table: pd.DataFrame) -> Figure:
+    """Models side by side: summary metrics left, per-class F1 right (when the table has them).
+
+    ``comparison_table``: a ``metric`` column (or index) and one numeric column
+    per model, as ``evaluate.comparison_table`` returns.
+    """
+    table = comparison_table.set_index("metric") if "metric" in comparison_table.columns else comparison_table
+    table = table.select_dtypes(include="number")
+    if table.empty:
+        raise ValueError("comparison table has no numeric model column")
+    colours = {model: PALETTE[i % len(PALETTE)] for i, model in enumerate(table.columns)}
+    per_class = [m for m in table.index if str(m).startswith("f1_") and str(m)[3:] in CLASSES]
+    summary = [m for m in table.index if m not in per_class]
+    panels = [(summary, "Test metrics")] if summary else []
+    if per_class:
+        panels.append((per_class, "F1 per class"))
+    n_rows = max(len(rows) for rows, _ in panels)
+    fig = _figure(PAGE_WIDTH, max(3.0, 0.24 * n_rows * len(table.columns) + 0.35 * n_rows + 1.2))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (rows, title) in zip(axes, panels):
+        names = [wrapped_label(str(m)[3:], 24) if m in per_class else _METRIC_NAMES.get(str(m), str(m)) for m in rows]
+        _grouped_bars(ax, table.loc[rows], names, colours)
+        ax.set_title(title, loc="left")
+        ax.set_xlabel("score")
+    handles = [Patch(color=colours[m], label=m) for m in table.columns]
+    fig.legend(handles=handles, loc="outside upper right", ncols=len(handles), frameon=False, title="model")
+    return fig
+
+
+def _scaled(heatmap: np.ndarray) -> np.ndarray:
+    """A map scaled to [0, 1] by its own range (a constant map becomes 0)."""
+    heat = np.nan_to_num(np.asarray(heatmap, dtype=np.float32), nan=0.0)
+    low, high = float(heat.min()), float(heat.max())
+    return (heat - low) / (high - low) if high > low else np.zeros_like(heat)
+
+
+@_styled
+def explanation_panel(rows: Sequence[Mapping]) -> Figure:
+    """Per test image: the image, then each map (attention, Grad-CAM...) laid over it in viridis.
+
+    ``rows``: dicts with ``image`` (uint8 RGB), ``maps`` ({name: 2-D map}),
+    ``true`` and ``pred`` (class codes) and ``confidence`` (probability of
+    ``pred``). Each map is scaled to its own range before it is shown. The
+    left label says true and predicted class and whether the model was right;
+    a wrong prediction also gets a thick frame (text and frame, not colour alone).
+    """
+    from lesionscan.explain import overlay
+
+    if not rows:
+        raise ValueError("explanation_panel needs at least one row")
+    names: list[str] = []
+    for row in rows:
+        names += [n for n in row["maps"] if n not in names]
+    ncols = 1 + len(names)
+    first = np.asarray(rows[0]["image"])
+    aspect = first.shape[0] / first.shape[1]
+    cell = min(2.4, (PAGE_WIDTH - 2.6) / ncols)
+    fig = _figure(2.6 + cell * ncols + 0.6, len(rows) * cell * aspect + 1.0)
+    axes = fig.subplots(len(rows), ncols, squeeze=False)
+    for r, row in enumerate(rows):
+        image = np.asarray(row["image"])
+        correct = str(row["true"]) == str(row["pred"])
+        ax = axes[r, 0]
+        ax.imshow(image)
+        _strip_image_axes(ax)
+        verdict = "correct" if correct else "WRONG"
+        ax.set_ylabel(f"true: {wrapped_label(row['true'], 22)}\n\npredicted: {wrapped_label(row['pred'], 22)}\n"
+                      f"confidence {float(row['confidence']):.2f}, {verdict}", rotation=0, ha="right", va="center",
+                      fontsize=9.5, color="black" if correct else WRONG_COLOUR,
+                      fontweight="normal" if correct else "bold")
+        if not correct:
+            for spine in ax.spines.values():
+                spine.set_visible(True)
+                spine.set_linewidth(3)
+                spine.set_color(WRONG_COLOUR)
+        for c, name in enumerate(names, start=1):
+            ax = axes[r, c]
+            if name not in row["maps"]:
+                ax.axis("off")
+                continue
+            ax.imshow(overlay(image, _scaled(row["maps"][name]), alpha=0.5, cmap=HEATMAP_CMAP))
+            _strip_image_axes(ax)
+    for c, title in enumerate(["image"] + names):
+        axes[0, c].set_title(textwrap.fill(title, 18), fontsize=11)
+    fig.colorbar(ScalarMappable(Normalize(0, 1), cmap=HEATMAP_CMAP), ax=axes[:, -1].tolist(), shrink=0.6,
+                 label="low → high (each map on its own scale)", aspect=30)
+    return fig
+
+
+def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
+    """Write ``fig`` as PNG (dpi 120) under a temporary name, rename it into place, close the figure."""
+    import matplotlib.pyplot as plt
+
+    try:
+        with atomic.atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=DPI, facecolor="white")
+    finally:
+        plt.close(fig)
+    return Path(path)
+
+
+__all__ = ["class_distribution", "sample_grid", "split_support", "augmentation_gallery", "training_curves",
+           "confusion_matrix", "roc_curves", "metric_comparison", "explanation_panel", "save_figure",
+           "wrapped_label"]

@@ -1,0 +1,148 @@
+"""Input pipeline: decoding, preprocessing, balancing, augmentation, order and determinism."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+keras = pytest.importorskip("keras")
+tf = pytest.importorskip("tensorflow")
+
+from lesionscan import pipeline  # noqa: E402
+from lesionscan.errors import DataError, ParameterError  # noqa: E402
+
+LABELS = [0, 0, 0, 0, 0, 0, 1, 1, 2, 4]
+
+
+@pytest.fixture(scope="module")
+def image_files(tmp_path_factory):
+    """Ten small random images, JPEG and PNG mixed, 60 x 45 like HAM10000's 4:3."""
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(len(LABELS)):
+        path = folder / (f"img{i}.png" if i % 2 else f"img{i}.jpg")
+        Image.fromarray(rng.integers(0, 256, (45, 60, 3), dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def _collect(ds):
+    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def test_load_image_resizes_to_uint8_rgb(image_files):
+    img = pipeline.load_image(image_files[0], 32)
+    assert img.shape == (32, 32, 3) and img.dtype == np.uint8
+
+
+def test_load_image_bad_file_is_a_data_error(tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(DataError, match="bad.jpg"):
+        pipeline.load_image(bad, 32)
+
+
+def test_preprocess_matches_resnet50_and_leaves_input_alone():
+    x = np.random.default_rng(0).uniform(0, 255, (2, 4, 4, 3)).astype("float32")
+    before = x.copy()
+    out = pipeline.preprocess(x)
+    np.testing.assert_array_equal(x, before)
+    np.testing.assert_allclose(out[..., 0], before[..., 2] - 103.939, rtol=1e-5)  # BGR, mean-centred
+    np.testing.assert_allclose(np.asarray(pipeline.preprocess(tf.constant(before))), out, rtol=1e-6)
+    assert pipeline.preprocess(before.astype(np.uint8)).dtype == np.float32
+
+
+def test_eval_dataset_shapes_dtypes_and_order(image_files):
+    ds = pipeline.make_dataset(image_files, LABELS, 32, 4, training=False)
+    assert ds.cardinality().numpy() == 3
+    x, y = _collect(ds)
+    assert x.shape == (10, 32, 32, 3) and x.dtype == np.float32
+    assert y.shape == (10, 7) and y.dtype == np.float32
+    np.testing.assert_array_equal(y.argmax(axis=1), LABELS)
+    expected = pipeline.preprocess(np.stack([pipeline.load_image(p, 32) for p in image_files]))
+    np.testing.assert_allclose(x, expected, atol=1e-4)  # same images, same order, no augmentation
+    x2, _ = _collect(ds)
+    np.testing.assert_array_equal(x, x2)  # second pass (from the cache) is identical
+
+
+def test_eval_dataset_never_augments_and_uncached_matches(image_files):
+    x1, _ = _collect(pipeline.make_dataset(image_files, LABELS, 32, 3, training=False, augment=True))
+    x2, _ = _collect(pipeline.make_dataset(image_files, LABELS, 32, 5, training=False, cache=False))
+    np.testing.assert_array_equal(x1, x2)
+
+
+def test_training_augmentation_changes_images(image_files):
+    plain = pipeline.make_dataset(image_files, LABELS, 32, 10, training=True, augment=False, seed=3)
+    augmented = pipeline.make_dataset(image_files, LABELS, 32, 10, training=True, augment=True, seed=3)
+    xp, yp = _collect(plain)
+    xa, ya = _collect(augmented)
+    np.testing.assert_array_equal(yp, ya)  # same draw and order: only augmentation differs
+    assert not np.allclose(xp, xa)
+    reference = pipeline.preprocess(np.stack([pipeline.load_image(p, 32) for p in image_files]))
+    # unaugmented training images are exactly the decoded ones, shuffled
+    assert all(any(np.allclose(img, ref, atol=1e-4) for ref in reference) for img in xp)
+
+
+def test_training_balances_each_epoch_and_is_seeded(image_files):
+    ds = pipeline.make_dataset(image_files, LABELS, 32, 4, training=True, balance_target=5, seed=1)
+    assert ds.cardinality().numpy() == 5  # 4 classes x 5 images / batch 4
+    x1, y1 = _collect(ds)
+    x2, y2 = _collect(ds)
+    np.testing.assert_array_equal(y1.sum(axis=0), [5, 5, 5, 0, 5, 0, 0])
+    assert not np.array_equal(x1, x2)  # a new draw/order/augmentation each epoch
+    again = pipeline.make_dataset(image_files, LABELS, 32, 4, training=True, balance_target=5, seed=1)
+    x3, y3 = _collect(again)
+    np.testing.assert_array_equal(x1, x3)  # same seed: same first epoch
+    np.testing.assert_array_equal(y1, y3)
+    other = pipeline.make_dataset(image_files, LABELS, 32, 4, training=True, balance_target=5, seed=2)
+    assert not np.array_equal(x1, _collect(other)[0])
+
+
+def test_training_without_balance_uses_every_image_once(image_files):
+    ds = pipeline.make_dataset(image_files, LABELS, 32, 4, training=True, augment=False, seed=0)
+    _, y = _collect(ds)
+    np.testing.assert_array_equal(np.sort(y.argmax(axis=1)), sorted(LABELS))
+
+
+def test_make_dataset_rejects_bad_input(image_files):
+    with pytest.raises(ParameterError, match="labels"):
+        pipeline.make_dataset(image_files, LABELS[:-1], 32, 4, training=False)
+    with pytest.raises(ParameterError, match="class indices"):
+        pipeline.make_dataset(image_files[:1], [7], 32, 4, training=False)
+
+
+def test_balanced_indices_counts_and_sampling():
+    labels = np.array([0] * 10 + [1] * 3 + [3] * 1)
+    idx = pipeline.balanced_indices(labels, 6, seed=0)
+    assert np.bincount(labels[idx]).tolist() == [6, 6, 0, 6]
+    big = idx[labels[idx] == 0]
+    assert len(set(big)) == 6  # enough images: without replacement
+    small = idx[labels[idx] == 1]
+    assert sorted(np.bincount(small)[10:13]) == [2, 2, 2]  # too few: each repeated evenly
+    np.testing.assert_array_equal(idx, pipeline.balanced_indices(labels, 6, seed=0))
+    assert not np.array_equal(idx, pipeline.balanced_indices(labels, 6, seed=1))
+    uneven = pipeline.balanced_indices(labels, 4, seed=0)
+    counts = np.bincount(uneven[labels[uneven] == 1])[10:13]
+    assert sorted(counts) == [1, 1, 2]
+    with pytest.raises(ParameterError):
+        pipeline.balanced_indices(labels, 0, seed=0)
+
+
+def test_class_weights_balanced():
+    weights = pipeline.class_weights([0, 0, 0, 1, 5, 5])
+    assert set(weights) == {0, 1, 5}
+    assert weights[0] == pytest.approx(6 / (3 * 3))
+    assert weights[1] == pytest.approx(6 / (3 * 1))
+    assert weights[5] == pytest.approx(6 / (3 * 2))
+
+
+def test_augmenter_layers_and_zero_factors():
+    names = [type(layer).__name__ for layer in pipeline.augmenter(0).layers]
+    assert names[:3] == ["RandomFlip", "RandomRotation", "RandomZoom"] and "RandomBrightness" in names
+    assert "RandomShear" in names  # present in Keras >= 3.6
+    none = pipeline.augmenter(0, rotation=0, zoom=0, brightness=0, shear=0, flip=False)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype("float32")
+    np.testing.assert_array_equal(np.asarray(none(x, training=True)), x)
+    out = np.asarray(pipeline.augmenter(0)(x, training=True))
+    assert out.shape == x.shape and 0 <= out.min() and out.max() <= 255

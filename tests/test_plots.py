@@ -1,0 +1,210 @@
+"""Each figure function returns a Figure with the expected panels on tiny inputs; saving is atomic."""
+
+import io
+import warnings
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from lesionscan import evaluate, plots  # noqa: E402
+from lesionscan.classes import CLASSES, label  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def no_pyplot_figures():
+    """The functions build figures without pyplot, so nothing stays open behind a notebook's back."""
+    before = plt.get_fignums()
+    yield
+    assert plt.get_fignums() == before
+
+
+def _image(h=6, w=8, value=0):
+    return np.full((h, w, 3), value, dtype=np.uint8)
+
+
+@pytest.fixture
+def pred():
+    """Twelve test images of three classes (mel, nv, bcc), one mel mistaken for nv."""
+    y = ["mel"] * 4 + ["nv"] * 6 + ["bcc"] * 2
+    probs = np.full((12, 7), 0.05)
+    for row, dx in enumerate(y):
+        probs[row, CLASSES.index(dx)] = 0.7
+    probs[0, CLASSES.index("mel")], probs[0, CLASSES.index("nv")] = 0.05, 0.7
+    return evaluate.predictions_frame(range(12), y, probs)
+
+
+def _render(fig):
+    """Draw the figure to PNG bytes (layout runs only when drawing); layout warnings fail the test."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=40)
+    assert buffer.getvalue()[:4] == b"\x89PNG"
+    return fig
+
+
+def _texts(fig):
+    return [t.get_text() for ax in fig.axes for t in ax.texts]
+
+
+def test_class_distribution():
+    table = pd.DataFrame({"class": list(CLASSES) + ["total"], "name": "", "count": [5, 4, 3, 2, 1, 10, 1, 26]})
+    fig = _render(plots.class_distribution(table))
+    assert isinstance(fig, Figure)
+    (ax,) = fig.axes
+    assert len(ax.patches) == 7  # the total row is not a bar
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels[-1] == label("nv") and set(labels) == {label(dx) for dx in CLASSES}
+
+
+def test_sample_grid():
+    fig = _render(plots.sample_grid({"nv": [_image()] * 3, "mel": [_image()]}))
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 6  # 2 classes x 3 columns
+    assert sum(len(ax.images) for ax in fig.axes) == 4
+    assert fig.axes[0].get_ylabel().replace("\n", " ") == label("mel")  # CLASSES order: mel before nv
+    with pytest.raises(ValueError):
+        plots.sample_grid({})
+
+
+def test_split_support():
+    def table(test):
+        frame = pd.DataFrame({"train": 10, "val": 2, "test": test}, index=pd.Index(CLASSES, name="class"))
+        frame["total"] = frame.sum(axis=1)
+        frame.loc["total"] = frame.sum()
+        return frame
+
+    fig = _render(plots.split_support({"seed": table(1), "lesion": table(3).reset_index()}))
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 2
+    assert all(len(ax.patches) == 3 * 7 for ax in fig.axes)
+    assert [ax.get_title(loc="left") for ax in fig.axes] == ["seed", "lesion"]
+
+
+@pytest.mark.parametrize("copies, axes", [(3, 4), (5, 6), (0, 1)])
+def test_augmentation_gallery(copies, axes):
+    fig = _render(plots.augmentation_gallery(_image(), [_image(value=100)] * copies))
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == axes
+    assert fig.axes[0].get_title() == "original"
+
+
+def _history(phases):
+    n = len(phases)
+    return pd.DataFrame({"epoch": range(1, n + 1), "phase": phases, "loss": np.linspace(2, 1, n),
+                         "accuracy": np.linspace(0.3, 0.6, n), "val_loss": [2.0, 1.5, 1.2, 1.4][:n],
+                         "val_accuracy": np.linspace(0.2, 0.5, n), "lr": 1e-4})
+
+
+def _vertical_lines(ax):
+    return [line for line in ax.lines if len(set(np.atleast_1d(line.get_xdata()))) == 1 and len(line.get_xdata()) == 2]
+
+
+def test_training_curves_with_phase_boundary():
+    fig = _render(plots.training_curves(_history(["frozen", "frozen", "finetune", "finetune"])))
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 2
+    for ax in fig.axes:
+        assert len(ax.lines) == 4  # training, validation, kept-epoch star, phase boundary
+        (boundary,) = _vertical_lines(ax)
+        assert boundary.get_xdata()[0] == pytest.approx(2.5)
+    star = [line for line in fig.axes[0].lines if line.get_marker() == "*"][0]
+    assert star.get_xdata()[0] == 3  # lowest validation loss
+
+
+def test_training_curves_single_phase_and_missing_validation():
+    fig = _render(plots.training_curves(_history(["full"] * 3)[["epoch", "phase", "loss", "accuracy"]]))
+    assert [len(ax.lines) for ax in fig.axes] == [1, 1]
+    with pytest.raises(ValueError, match="empty"):
+        plots.training_curves(_history([]))
+
+
+def test_confusion_matrix_counts_normalised_and_both(pred):
+    counts, shares = evaluate.confusion(pred), evaluate.confusion(pred, normalize=True)
+    fig = _render(plots.confusion_matrix(counts))
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 2  # matrix + colour bar
+    assert len(fig.axes[0].texts) == 49
+    assert "3\n75 %" in _texts(fig)  # mel: 3 of 4 right
+    fig = _render(plots.confusion_matrix(shares, normalized=True))
+    assert len(fig.axes) == 2 and "75 %" in _texts(fig)
+    fig = _render(plots.confusion_matrix(counts, shares))
+    assert len(fig.axes) == 4
+    assert len(fig.axes[0].texts) == 49 and len(fig.axes[1].texts) == 49
+
+
+def test_roc_curves(pred):
+    fig = _render(plots.roc_curves(pred))
+    assert isinstance(fig, Figure)
+    (ax,) = fig.axes
+    assert len(ax.lines) == 1 + 3  # chance line + one per class present
+    legend = ax.get_legend()
+    entries = [t.get_text() for t in legend.get_texts()]
+    assert any(e.startswith(label("mel")) and "AUC" in e for e in entries)
+    assert "akiec" in legend.get_title().get_text()  # classes without test images are named
+
+
+def test_metric_comparison(pred):
+    m = evaluate.compute_metrics(pred)
+    table = evaluate.comparison_table({"baseline": m, "soft_attention": m})
+    fig = _render(plots.metric_comparison(table))
+    assert isinstance(fig, Figure)
+    summary, per_class = fig.axes
+    assert len(summary.patches) == 2 * len(evaluate.SUMMARY_METRICS)
+    assert len(per_class.patches) == 2 * len(CLASSES)
+    only_summary = _render(plots.metric_comparison(table.set_index("metric").loc[["accuracy", "f1_macro"]]))
+    assert len(only_summary.axes) == 1 and len(only_summary.axes[0].patches) == 4
+
+
+def test_explanation_panel():
+    heat = np.random.default_rng(0).random((3, 4))
+    rows = [
+        {"image": _image(), "maps": {"attention": heat, "Grad-CAM": heat}, "true": "mel", "pred": "mel",
+         "confidence": 0.9},
+        {"image": _image(), "maps": {"attention": heat, "Grad-CAM": np.zeros((3, 4))}, "true": "mel",
+         "pred": "akiec", "confidence": 0.55},
+    ]
+    fig = _render(plots.explanation_panel(rows))
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 2 * 3 + 1  # image + 2 maps per row, colour bar
+    assert sum(len(ax.images) for ax in fig.axes) == 6
+    assert "WRONG" in fig.axes[3].get_ylabel() and "correct" in fig.axes[0].get_ylabel()
+    with pytest.raises(ValueError):
+        plots.explanation_panel([])
+
+
+def test_save_figure_writes_png_atomically(tmp_path):
+    fig = _render(plots.class_distribution(pd.DataFrame({"class": ["nv", "mel"], "count": [3, 1]})))
+    path = plots.save_figure(fig, tmp_path / "figures" / "classes.png")
+    assert path == tmp_path / "figures" / "classes.png"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in path.parent.iterdir()] == ["classes.png"]
+
+
+def test_save_figure_failure_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
+    path = tmp_path / "fig.png"
+    path.write_bytes(b"old")
+    fig = _render(plots.augmentation_gallery(_image(), []))
+
+    def broken(target, **kwargs):
+        open(target, "wb").write(b"half")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(fig, "savefig", broken)
+    with pytest.raises(RuntimeError):
+        plots.save_figure(fig, path)
+    assert path.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["fig.png"]
+
+
+def test_figures_render_themselves_in_jupyter():
+    """A returned figure shows in a notebook through _repr_png_, with no pyplot figure to show twice."""
+    fig = plots.augmentation_gallery(_image(), [])
+    assert fig._repr_png_()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,77 @@
+"""End to end: the smoke study runs every chapter and builds the book, offline, on a CPU.
+
+One study run (a few minutes) is shared by the assertions below.
+"""
+
+import json
+
+import pandas as pd
+import pytest
+
+from lesionscan import study
+from lesionscan.classes import CLASSES
+
+pytestmark = pytest.mark.slow
+
+# Chance balanced accuracy over 7 classes is 1/7 = 0.143. The smoke SA model
+# scored BALANCED_MEASURED on the synthetic test subset (seed 0, measured when this
+# margin was set); the assertion leaves room for numerical differences between
+# machines while staying far above chance.
+MIN_BALANCED_ACCURACY = 0.35
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    artifacts = tmp_path_factory.mktemp("study") / "artifacts"
+    index = study.run_study("smoke", artifacts=str(artifacts))
+    return artifacts / "smoke", index
+
+
+def test_book_is_built_with_every_chapter(smoke_run):
+    run_dir, index = smoke_run
+    assert index.name == "index.html" and index.exists()
+    html = index.parent
+    for chapter in study.CHAPTERS:
+        page = html / "notebooks" / f"{chapter}.html"
+        assert page.exists(), page
+        text = page.read_text()
+        assert "<img" in text or "<table" in text, f"{chapter} shows no figure or table"
+        assert "Traceback" not in text
+
+
+def test_chapters_show_their_figures(smoke_run):
+    run_dir, _ = smoke_run
+    html = (run_dir / "_build" / "html" / "notebooks")
+    expected = {"01_data": 2, "02_preprocessing": 2, "03_baseline": 3, "04_soft_attention": 3,
+                "05_ablation": 1, "06_interpretability": 1}
+    for chapter, n_figures in expected.items():
+        assert (html / f"{chapter}.html").read_text().count("<img") >= n_figures, chapter
+    assert "synthetic" in (html / "03_baseline.html").read_text()
+
+
+def test_artifacts_follow_the_layout(smoke_run):
+    run_dir, _ = smoke_run
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "ok" and manifest["profile"] == "smoke"
+    assert manifest["data_checksum"].startswith("sha256:")
+    assert set(study.CHAPTERS) <= set(manifest["chapters"])
+    assert {"tensorflow", "keras", "python"} <= set(manifest["versions"])
+    assert manifest["parameters"]["seed"] == manifest["seed"] == 0
+    split = pd.read_csv(run_dir / "split.csv")
+    assert set(split["subset"]) == {"train", "val", "test"}
+    for name in ("baseline", "soft_attention"):
+        assert (run_dir / "models" / f"{name}.keras").exists()
+        history = pd.read_csv(run_dir / "models" / f"{name}_history.csv")
+        assert {"loss", "val_loss", "phase"} <= set(history.columns)
+        predictions = pd.read_csv(run_dir / "predictions" / f"{name}.csv")
+        assert list(predictions.columns[:2]) == ["image_id", "dx"]
+        assert [f"p_{c}" for c in CLASSES] == [c for c in predictions.columns if c.startswith("p_")]
+        assert set(predictions["image_id"]) == set(split.loc[split["subset"] == "test", "image_id"])
+    assert any((run_dir / "figures").glob("*.png")) and any((run_dir / "tables").glob("*.csv"))
+
+
+def test_soft_attention_model_learns(smoke_run):
+    run_dir, _ = smoke_run
+    metrics = json.loads((run_dir / "metrics" / "soft_attention.json").read_text())
+    assert metrics["balanced_accuracy"] > MIN_BALANCED_ACCURACY
+    assert metrics["majority_baseline"]["balanced_accuracy"] < 0.15
