@@ -51,7 +51,7 @@ def build(run: Run, kind: str):
     """The model ``kind`` ("baseline" or "soft_attention") with the run's settings."""
     p = run.params
     return models.build_model(kind, image_size=p["image_size"], weights=p["weights"], dropout=p["dropout"],
-                              l2=p["l2"], attention_heads=p["attention_heads"], gamma_init=p["gamma_init"])
+                              l2=p["l2"], attention_heads=p["attention_heads"], gamma_init=p["gamma_init"], bn_momentum=p["bn_momentum"])
 
 
 def train_and_evaluate(run: Run, kind: str) -> Result:
@@ -64,10 +64,7 @@ def train_and_evaluate(run: Run, kind: str) -> Result:
                                      image_size=p["image_size"], batch_size=p["batch_size"], training=True,
                                      augment=p["augment"], balance_target=p["balance_target"] or None,
                                      seed=p["seed"])
-    class_weight = None
-    if p["class_weights"]:
-        seen = train_labels if not p["balance_target"] else np.repeat(np.unique(train_labels), p["balance_target"])
-        class_weight = pipeline.class_weights(seen)
+    class_weight = pipeline.epoch_class_weights(train_labels, p["balance_target"]) if p["class_weights"] else None
     model = build(run, kind)
     print(f"{kind}: {model.count_params():,} parameters; {len(parts['train'])} training images, "
           f"{len(parts['val'])} validation images", flush=True)

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import keras
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 from PIL import Image
 from sklearn.utils.class_weight import compute_class_weight
@@ -175,3 +176,30 @@ def make_dataset(paths, labels, image_size: int, batch_size: int, training: bool
         ds = ds.map(lambda x, y: (aug(x, training=True), y))
     ds = ds.map(lambda x, y: (preprocess(x), y), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def epoch_class_weights(labels, balance_target: int | None) -> dict[int, float]:
+    """Class weights for the classes an epoch contains: with balancing, every class is equal.
+
+    Weights come from the per-epoch class counts (after balancing), so
+    balancing and weighting never correct the imbalance twice; with
+    balancing off they carry it alone.
+    """
+    labels = np.asarray(labels)
+    if balance_target:
+        labels = np.repeat(np.unique(labels), int(balance_target))
+    return class_weights(labels)
+
+
+def balance_table(labels, balance_target: int | None) -> pd.DataFrame:
+    """Per class: training images, images drawn per epoch, and the class weight applied."""
+    labels = np.asarray(labels)
+    weights = epoch_class_weights(labels, balance_target)
+    present = np.unique(labels)
+    counts = {int(c): int((labels == c).sum()) for c in present}
+    return pd.DataFrame({
+        "class": [CLASSES[c] for c in counts],
+        "training images": list(counts.values()),
+        "per epoch": [int(balance_target) if balance_target else n for n in counts.values()],
+        "class weight": [round(weights[c], 3) for c in counts],
+    })

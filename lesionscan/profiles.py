@@ -35,6 +35,7 @@ _SMOKE: dict[str, Any] = {
     "l2": 1e-4,
     "attention_heads": 16,        # K in the soft-attention equation
     "gamma_init": 1.0,            # initial value of the learnable attention scale
+    "bn_momentum": 0.9,           # batch-norm momentum; short from-scratch training needs < Keras' 0.99
     # training
     "schedule": "auto",           # "auto": two-phase with pretrained weights, full otherwise
     "epochs": 8,                  # single-phase ("full") training epochs
@@ -63,6 +64,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         batch_size=32,
         balance_target=2000,
         weights="imagenet",
+        bn_momentum=0.99,
         epochs_phase1=20,
         epochs_phase2=50,
         epochs=70,

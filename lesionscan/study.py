@@ -8,6 +8,7 @@ generated lands in the source tree.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import shutil
@@ -26,7 +27,7 @@ CHAPTERS = ("01_data", "02_preprocessing", "03_baseline", "04_soft_attention", "
             "06_interpretability")
 _BOOK_FILES = ("_config.yml", "_toc.yml")
 _BOOK_DIRS = ("book",)
-_OUTPUT_DIRS = ("models", "predictions", "metrics", "figures", "tables", "_build")
+_OUTPUT_DIRS = ("models", "predictions", "metrics", "figures", "tables", "logs", "_build")
 _VERSIONED = ("lesionscan", "tensorflow", "keras", "numpy", "pandas", "scikit-learn", "tf-keras-vis",
               "papermill", "jupytext", "jupyter-book", "matplotlib", "seaborn", "pillow")
 
@@ -103,24 +104,56 @@ def execute_chapter(root: Path, chapter: str, stage: Path, run: run_mod.Run) -> 
     output = stage / "notebooks" / f"{chapter}.ipynb"
     parameters = {"profile": run.params["profile"], "artifacts_dir": str(run.dir.parent),
                   "data_dir": None, "overrides": {}}
-    env_before = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the kernel inherits it: fewer TF log lines
+    log = run.dir / "logs" / f"{chapter}.stderr.log"
+    log.parent.mkdir(exist_ok=True)
     try:
-        papermill.execute_notebook(str(unexecuted), str(output), parameters=parameters, kernel_name="python3",
-                                   cwd=str(stage / "notebooks"), progress_bar=False, stdout_file=sys.stdout,
-                                   request_save_on_cell_execute=False)
+        # The kernel's own stderr (TensorFlow's C++ start-up lines, kernel warnings) goes to a
+        # log file: the kernel process inherits file descriptor 2 when papermill starts it.
+        with _stderr_to(log):
+            papermill.execute_notebook(str(unexecuted), str(output), parameters=parameters,
+                                       kernel_name="python3", cwd=str(stage / "notebooks"), progress_bar=False,
+                                       stdout_file=sys.stdout, request_save_on_cell_execute=False)
     except papermill.PapermillExecutionError as err:
         raise ChapterError(f"chapter {chapter} failed in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
-                           f"  the executed notebook with the traceback: {output}") from None
+                           f"  the executed notebook with the traceback: {output}\n"
+                           f"  the kernel's log: {log}") from None
     finally:
         unexecuted.unlink(missing_ok=True)
-        if env_before is None:
-            os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    _hide_injected_parameters(output)
+
+
+@contextlib.contextmanager
+def _stderr_to(path: Path):
+    """Point file descriptor 2 at ``path`` for the duration (child processes inherit it)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "ab") as handle:
+        os.dup2(handle.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _hide_injected_parameters(path: Path) -> None:
+    """Tag papermill's injected-parameters cell so the book does not show it."""
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    with atomic.atomic_path(path) as tmp:
+        nbformat.write(notebook, tmp)
 
 
 def build_book(stage: Path, output_dir: Path, warnings_as_errors: bool = True) -> Path:
     """Run ``jupyter-book build``; return the path of ``index.html``."""
-    cmd = [sys.executable, "-m", "jupyter_book", "build", str(stage), "--path-output", str(output_dir)]
+    executable = Path(sys.executable).parent / "jupyter-book"
+    cmd = [str(executable) if executable.exists() else (shutil.which("jupyter-book") or "jupyter-book"), "build", str(stage), "--path-output", str(output_dir)]
     if warnings_as_errors:
         cmd += ["-W", "-n", "--keep-going"]
     result = subprocess.run(cmd, capture_output=True, text=True)

@@ -36,6 +36,7 @@ overrides = {}
 from IPython.display import Markdown, display
 
 from lesionscan import data, pipeline, plots, split
+from lesionscan.classes import CLASSES
 from lesionscan.run import open_run
 
 run = open_run(profile, artifacts_dir, data_dir, overrides)
@@ -100,5 +101,5 @@ run.save_figure("augmentation_gallery", plots.augmentation_gallery(original, cop
 
 # %% tags=["remove-input"]
 balance = run.save_table("training_balance", pipeline.balance_table(
-    train_paths["dx"].map(lambda dx: data.CLASSES.index(dx)).to_numpy(), p["balance_target"] or None))
+    train_paths["dx"].map(CLASSES.index).to_numpy(), p["balance_target"] or None))
 display(balance.style.hide(axis="index"))
