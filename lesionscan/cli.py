@@ -19,11 +19,16 @@ def _cmd_synth(args) -> None:
 def _cmd_check(args) -> None:
     from lesionscan import data
 
-    frame = data.load_dataset(args.dir)
-    table = data.class_table(frame)
-    print(f"{args.dir}: {len(frame)} images, {frame['lesion_id'].nunique()} lesions, "
-          f"{frame['mask_path'].notna().sum()} masks")
-    print(table.to_string(index=False))
+    report = data.check_report(args.dir)
+    print(report.summary())
+    report.raise_for_problems()  # every problem at once, on stderr, exit 2
+
+
+def _cmd_download(args) -> None:
+    from lesionscan import download
+
+    folder = download.download(args.dir, mirror=args.mirror, keep_archives=args.keep_archives)
+    print(f"HAM10000 is in {folder}; run `lesionscan data check {folder}` to see it")
 
 
 def _cmd_split(args) -> None:
@@ -67,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--size", type=int, default=128, help="image width in px (height is 3/4 of it)")
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(func=_cmd_synth)
+    fetch = data_sub.add_parser("download", help="fetch HAM10000 from Harvard Dataverse into the official layout")
+    fetch.add_argument("dir")
+    fetch.add_argument("--mirror", metavar="URL",
+                       help="base URL of a copy serving the same Dataverse API paths (default: https://dataverse.harvard.edu)")
+    fetch.add_argument("--keep-archives", action="store_true", help="keep the zips in DIR/.download after unpacking")
+    fetch.set_defaults(func=_cmd_download)
     check = data_sub.add_parser("check", help="validate a dataset and print its class table")
     check.add_argument("dir")
     check.set_defaults(func=_cmd_check)

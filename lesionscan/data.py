@@ -1,4 +1,4 @@
-"""Load and check a HAM10000-style dataset: metadata CSV, JPEG images, optional lesion masks.
+"""Load and check a HAM10000-style dataset: metadata table, JPEG images, optional lesion masks.
 
 Every later step trusts the frame that ``load_dataset`` returns, so all the
 checks live here, and a broken dataset fails once, early, with one message
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +21,19 @@ from lesionscan.classes import CLASS_NAMES, CLASSES
 from lesionscan.errors import DataError
 
 METADATA_FILE = "HAM10000_metadata.csv"
+# Dataverse serves the metadata as a tab-separated .tab with quoted strings.
+METADATA_FILES = (METADATA_FILE, "HAM10000_metadata.tab")
 IMAGE_DIRS = ("HAM10000_images_part_1", "HAM10000_images_part_2")
+# The Kaggle copy repeats both folders in lower case, holding the same files.
+KAGGLE_DIRS = ("ham10000_images_part_1", "ham10000_images_part_2")
+FLAT_DIR = "images"
 MASK_DIR = "HAM10000_segmentations_lesion_tschandl"
 
 REQUIRED_COLUMNS = ("lesion_id", "image_id", "dx")
 OPTIONAL_COLUMNS = ("dx_type", "age", "sex", "localization")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 MAX_LISTED_PROBLEMS = 20
+MAX_LISTED_MISSING = 10
 
 
 def _problem_message(data_dir: Path, problems: list[str]) -> str:
@@ -43,40 +51,58 @@ def _rows(index) -> str:
 
 
 def _index_files(folders: list[Path], suffix_ok) -> dict[str, str]:
-    """Map file stem -> absolute path with one directory listing per folder (fast on 10k files)."""
+    """Map file stem -> absolute path with one directory listing per folder (fast on 10k files).
+
+    The first folder holding a stem wins, and names are sorted within a folder,
+    so Kaggle's duplicate folders always resolve to the same file.
+    """
     found: dict[str, str] = {}
     for folder in folders:
         if not folder.is_dir():
             continue
-        root = str(folder.resolve())
-        with os.scandir(root) as entries:
-            for entry in entries:
-                stem, suffix = os.path.splitext(entry.name)
-                if suffix_ok(suffix.lower()) and stem not in found:
-                    found[stem] = os.path.join(root, entry.name)
+        root = os.path.abspath(folder)
+        for name in sorted(os.listdir(root)):
+            stem, suffix = os.path.splitext(name)
+            if suffix_ok(suffix.lower()) and stem not in found:
+                found[stem] = os.path.join(root, name)
     return found
 
 
-def _undecodable(path: str) -> str | None:
-    """Return why ``path`` cannot be read as an image, or None if it can.
+def _inspect(path: str, decode: bool) -> tuple[tuple[int, int] | None, str | None]:
+    """Return the file's (width, height) from its header and why it cannot be read (None if it can).
 
-    JPEGs are decoded in draft mode (1/8 scale), which still reads every byte
-    of the compressed data, so truncated files are caught, yet costs about as
-    little as ``Image.verify`` (which misses truncation).
+    With ``decode``, JPEGs are decoded in draft mode (1/8 scale), which still
+    reads every byte of the compressed data, so truncated files are caught, yet
+    costs about as little as ``Image.verify`` (which misses truncation).
     """
     try:
         with Image.open(path) as im:
-            im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
-            im.load()
+            size = im.size  # before draft(), which shrinks it
+            if decode:
+                im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
+                im.load()
     except Exception as exc:  # PIL raises many types for broken files
-        return f"{type(exc).__name__}: {exc}"
-    return None
+        return None, f"{type(exc).__name__}: {exc}"
+    return size, None
+
+
+def find_metadata(data_dir: str | os.PathLike) -> Path:
+    """The metadata file of a data directory: the CSV if present, else Dataverse's .tab."""
+    data_dir = Path(data_dir)
+    for name in METADATA_FILES:
+        if (data_dir / name).is_file():
+            return data_dir / name
+    hint = ""
+    if any(data_dir.glob("hmnist_*.csv")):
+        hint = " (the hmnist_*.csv files there are pixel tables, not metadata)"
+    raise DataError(f"metadata file not found in {data_dir}; looked for {', '.join(METADATA_FILES)}{hint}")
 
 
 def _read_metadata(meta: Path) -> pd.DataFrame:
-    """Read the metadata CSV as text (ids must not become numbers) and check its columns."""
+    """Read the metadata as text (ids must not become numbers) and check its columns."""
     try:
-        frame = pd.read_csv(meta, dtype=str, keep_default_na=False)
+        frame = pd.read_csv(meta, sep="\t" if meta.suffix == ".tab" else ",", dtype=str,
+                            keep_default_na=False, encoding="utf-8-sig")
     except Exception as exc:
         raise DataError(f"cannot read metadata file {meta}: {exc}") from exc
     frame.columns = [str(c).strip() for c in frame.columns]
@@ -116,51 +142,148 @@ def _table_problems(frame: pd.DataFrame, meta: Path) -> list[str]:
     return problems
 
 
-def load_dataset(data_dir: str | os.PathLike, verify_images: bool = True) -> pd.DataFrame:
-    """Load the metadata, locate every image (and mask), and check that it all agrees.
+def _missing_problem(meta: Path, missing: list[tuple[int, str]], where: str) -> str:
+    """One problem for all listed-but-absent images, so a missing folder cannot bury the others."""
+    if len(missing) == 1:
+        (i, image_id), = missing
+        return f"{meta.name} row {i + 2}: image {image_id} not found in {where}"
+    shown = ", ".join(f"{image_id} (row {i + 2})" for i, image_id in missing[:MAX_LISTED_MISSING])
+    more = f" and {len(missing) - MAX_LISTED_MISSING} more" if len(missing) > MAX_LISTED_MISSING else ""
+    return f"{meta.name}: {len(missing)} listed images not found in {where}: {shown}{more}"
 
-    Returns one row per image, sorted by image_id so that downstream order never
-    depends on the CSV's row order, with columns lesion_id, image_id, dx,
-    dx_type, age (float), sex, localization, image_path (absolute str) and
-    mask_path (absolute str, or None where no mask exists). Raises DataError
-    listing every problem found.
-    """
+
+def _layout(folders: list[str]) -> str:
+    """Name the layout from the image folders present (exact case, so macOS cannot fool it)."""
+    kinds = ["kaggle" if set(folders) & set(KAGGLE_DIRS) else "official" if set(folders) & set(IMAGE_DIRS) else "",
+             "flat" if FLAT_DIR in folders else ""]
+    return " + ".join(k for k in kinds if k) or "none"
+
+
+@dataclass
+class CheckReport:
+    """What ``check_report`` found in a data directory, so a user can judge it before a long run."""
+
+    data_dir: Path
+    layout: str  # "official", "kaggle", "flat" (or e.g. "official + flat"; "none" without image folders)
+    metadata: Path
+    image_folders: list[str]
+    ignored: list[str]  # table files beside the metadata that were not read (Kaggle's hmnist_*.csv)
+    frame: pd.DataFrame  # as load_dataset returns it; image_path is None for missing images
+    classes: pd.DataFrame  # class_table(frame)
+    lesions: pd.DataFrame  # lesion_table(frame)
+    image_sizes: dict[str, int]  # "WxH" -> images, most common first
+    masks_found: int
+    masks_missing: int
+    problems: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """The report as text for the terminal (problems are raised separately)."""
+        sizes = list(self.image_sizes.items())
+        size_text = ", ".join(f"{wh} ({n:,})" for wh, n in sizes[:5])
+        if len(sizes) > 5:
+            size_text += f", and {len(sizes) - 5} other sizes ({sum(n for _, n in sizes[5:]):,} images)"
+        lines = [
+            f"{self.data_dir}",
+            f"  layout:   {self.layout} ({', '.join(self.image_folders) or 'no image folder'})",
+            f"  metadata: {self.metadata.name}" + (f" (ignored: {', '.join(self.ignored)})" if self.ignored else ""),
+            f"  {len(self.frame):,} images, {self.frame['lesion_id'].nunique():,} lesions",
+            f"  sizes:    {size_text or 'none read'}",
+            f"  masks:    {self.masks_found:,} found, {self.masks_missing:,} missing"
+            + ("" if self.masks_found else f" (no {MASK_DIR}/; masks are optional)"),
+            f"  problems: {len(self.problems) or 'none'}",
+            "",
+            self.classes.to_string(index=False),
+            "",
+            self.lesions.to_string(index=False),
+        ]
+        return "\n".join(lines)
+
+    def raise_for_problems(self) -> None:
+        """Raise one DataError listing every problem, if there are any."""
+        if self.problems:
+            raise DataError(_problem_message(self.data_dir, self.problems))
+
+
+def _scan(data_dir: str | os.PathLike, verify_images: bool) -> CheckReport:
+    """Read the metadata, find every image and mask, and collect every problem without raising on them."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DataError(f"data directory {data_dir} does not exist (or is not a directory)")
-    meta = data_dir / METADATA_FILE
-    if not meta.is_file():
-        raise DataError(f"metadata file {meta} not found; a HAM10000 data directory holds {METADATA_FILE}")
-
+    meta = find_metadata(data_dir)
     frame = _read_metadata(meta)
     if frame.empty:
         raise DataError(f"metadata file {meta} lists no images")
     problems = _table_problems(frame, meta)
 
-    image_folders = [data_dir / name for name in IMAGE_DIRS]
-    images = _index_files(image_folders, lambda s: s in IMAGE_SUFFIXES)
+    entries = {e.name: e.is_dir() for e in os.scandir(data_dir)}
+    folders = [name for name in IMAGE_DIRS + KAGGLE_DIRS + (FLAT_DIR,) if entries.get(name)]
+    ignored = sorted(n for n, is_dir in entries.items()
+                     if not is_dir and n.lower().endswith((".csv", ".tab")) and n != meta.name)
+    images = _index_files([data_dir / f for f in folders], lambda s: s in IMAGE_SUFFIXES)
     masks = _index_files([data_dir / MASK_DIR], lambda s: s == ".png")
-    image_paths, mask_paths = [], []
+    image_paths, mask_paths, missing, sizes = [], [], [], Counter()
+    file_problems = []
     for i, image_id in zip(frame.index, frame["image_id"]):
         path = images.get(image_id)
+        mask = masks.get(f"{image_id}_segmentation")
         if path is None and image_id:
-            problems.append(
-                f"{meta.name} row {i + 2}: image {image_id} not found in {', '.join(str(f) for f in image_folders)}"
-            )
+            missing.append((i, image_id))
         elif path is not None and verify_images:
-            why = _undecodable(path)
+            size, why = _inspect(path, decode=True)
             if why:
-                problems.append(f"image file {path} cannot be decoded ({why})")
+                file_problems.append(f"image file {path} cannot be decoded ({why})")
+            else:
+                sizes[f"{size[0]}x{size[1]}"] += 1
+            if mask is not None and size is not None:
+                mask_size, why = _inspect(mask, decode=False)
+                if why:
+                    file_problems.append(f"mask file {mask} cannot be read ({why})")
+                elif mask_size != size:
+                    file_problems.append(f"mask file {mask} is {mask_size[0]}x{mask_size[1]} "
+                                         f"but its image {path} is {size[0]}x{size[1]}")
         image_paths.append(path)
-        mask_paths.append(masks.get(f"{image_id}_segmentation"))
-    if problems:
-        raise DataError(_problem_message(data_dir, problems))
+        mask_paths.append(mask)
+    if missing:
+        where = (", ".join(str(data_dir / f) for f in folders)
+                 or f"{data_dir}, which has no image folder (looked for "
+                    f"{', '.join(IMAGE_DIRS + KAGGLE_DIRS + (FLAT_DIR,))})")
+        problems.append(_missing_problem(meta, missing, where))
+    problems += file_problems
 
     frame["age"] = pd.to_numeric(frame["age"], errors="coerce").astype(float)
-    frame["image_path"] = image_paths
+    frame["image_path"] = pd.Series(image_paths, index=frame.index, dtype=object)
     frame["mask_path"] = pd.Series(mask_paths, index=frame.index, dtype=object)
     columns = list(REQUIRED_COLUMNS) + list(OPTIONAL_COLUMNS) + ["image_path", "mask_path"]
-    return frame[columns].sort_values("image_id", kind="stable").reset_index(drop=True)
+    frame = frame[columns].sort_values("image_id", kind="stable").reset_index(drop=True)
+    n_masks = int(frame["mask_path"].notna().sum())
+    return CheckReport(data_dir, _layout(folders), meta, folders, ignored, frame, class_table(frame),
+                       lesion_table(frame), dict(sizes.most_common()), n_masks, len(frame) - n_masks, problems)
+
+
+def load_dataset(data_dir: str | os.PathLike, verify_images: bool = True) -> pd.DataFrame:
+    """Load the metadata, locate every image (and mask), and check that it all agrees.
+
+    Accepts the official layout (CSV or Dataverse .tab metadata), the Kaggle
+    copy (duplicate lower-case folders, hmnist_*.csv ignored) and a flat
+    ``images/`` folder. Returns one row per image, sorted by image_id so that
+    downstream order never depends on the metadata's row order, with columns
+    lesion_id, image_id, dx, dx_type, age (float), sex, localization,
+    image_path (absolute str) and mask_path (absolute str, or None where no
+    mask exists). ``verify_images`` decodes every image and compares each
+    mask's size with its image's. Raises DataError listing every problem found.
+    """
+    report = _scan(data_dir, verify_images)
+    report.raise_for_problems()
+    return report.frame
+
+
+def check_report(data_dir: str | os.PathLike) -> CheckReport:
+    """Everything ``data check`` shows: layout, metadata, tables, sizes, masks and all problems.
+
+    Does not raise for problems in the files (see ``CheckReport.raise_for_problems``),
+    only when there is nothing to report on (no directory, metadata or required columns).
+    """
+    return _scan(data_dir, verify_images=True)
 
 
 def class_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -210,7 +333,7 @@ def data_checksum(data: str | os.PathLike | pd.DataFrame) -> str:
         data_dir = Path(data)
         frame = load_dataset(data_dir, verify_images=False)
     digest = hashlib.sha256()
-    digest.update((data_dir / METADATA_FILE).read_bytes())
+    digest.update(find_metadata(data_dir).read_bytes())
     for image_id, path in sorted(zip(frame["image_id"], frame["image_path"])):
         content = Path(path).read_bytes()
         digest.update(f"\0{image_id}\0{len(content)}\0".encode())

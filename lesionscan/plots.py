@@ -124,6 +124,51 @@ def class_distribution(class_table: pd.DataFrame) -> Figure:
 
 
 @_styled
+@_styled
+def metadata_by_class(df: pd.DataFrame, top_sites: int = 8) -> Figure:
+    """Age, sex and body site by class: who the images come from, and how that differs per class.
+
+    Three panels: age distribution per class (box plots), share of each sex
+    per class (stacked bars), and share of the ``top_sites`` most frequent
+    localisations per class (a heatmap; the rest pooled as "other").
+    """
+    present = [dx for dx in CLASSES if (df["dx"] == dx).any()]
+    fig = _figure(PAGE_WIDTH, 4.6)
+    ax_age, ax_sex, ax_site = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1.1, 0.9, 1.6]})
+    ages = [pd.to_numeric(df.loc[df["dx"] == dx, "age"], errors="coerce").dropna() for dx in present]
+    box = ax_age.boxplot(ages, vert=False, patch_artist=True, widths=0.6, medianprops={"color": "black"})
+    for patch, dx in zip(box["boxes"], present):
+        patch.set_facecolor(CLASS_COLOURS[dx])
+    ax_age.set_yticks(range(1, len(present) + 1), present)
+    ax_age.invert_yaxis()
+    ax_age.set(title="Age", xlabel="years")
+
+    sexes = (df.assign(sex=df["sex"].replace("", "unknown").fillna("unknown"))
+             .groupby("dx")["sex"].value_counts(normalize=True).unstack(fill_value=0).reindex(present))
+    left = np.zeros(len(present))
+    greys = {"female": "#4d4d4d", "male": "#a6a6a6"}  # neutral: class colours stay reserved for classes
+    for sex in sexes.columns:
+        ax_sex.barh(present, sexes[sex], left=left, color=greys.get(sex, "#e6e6e6"), label=sex,
+                    edgecolor="white")
+        left += sexes[sex].to_numpy()
+    ax_sex.invert_yaxis()
+    ax_sex.set(title="Sex", xlabel="share of images", xlim=(0, 1))
+    ax_sex.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, frameon=False)
+
+    sites = df["localization"].replace("", "unknown").fillna("unknown")
+    common = sites.value_counts().index[:top_sites]
+    sites = sites.where(sites.isin(common), "other")
+    shares = pd.crosstab(df["dx"], sites, normalize="index").reindex(present)
+    shares = shares[[c for c in list(common) + ["other"] if c in shares.columns]]
+    sns.heatmap(shares, ax=ax_site, cmap=HEATMAP_CMAP, vmin=0, annot=True, fmt=".0%", cbar=False,
+                annot_kws={"fontsize": 8})
+    ax_site.set(title="Body site (share of the class)", xlabel="", ylabel="")
+    ax_site.tick_params(axis="y", rotation=0)
+    for tick in ax_site.get_xticklabels():
+        tick.set(rotation=50, ha="right", rotation_mode="anchor")
+    return fig
+
+
 def sample_grid(images_by_class: Mapping[str, Sequence[np.ndarray]]) -> Figure:
     """Example images, one row per class (CLASSES order), class spelled out at the left."""
     rows = [dx for dx in CLASSES if dx in images_by_class and len(images_by_class[dx])]

@@ -33,3 +33,32 @@ def comparison(metrics_by_model: dict[str, dict]) -> pd.DataFrame:
     table["difference"] = table["ours"] - table["value"]
     table = table.rename(columns={"value": "report"})
     return table[["model", "metric", "section", "report", "ours", "difference"]].reset_index(drop=True)
+
+
+def _per_class(model: str, prefix: str) -> pd.Series:
+    """The report's per-class numbers of one kind (``count_`` or ``support_``), indexed by class."""
+    table = claims()
+    table = table[(table["model"] == model) & table["metric"].str.startswith(prefix)]
+    return pd.Series(table["value"].to_numpy(), index=table["metric"].str.removeprefix(prefix).to_numpy())
+
+
+def class_counts_beside_report(class_table: pd.DataFrame) -> pd.DataFrame:
+    """Our class table (Table 4.1 form) with the report's counts beside it."""
+    reported = _per_class("dataset", "count_")
+    table = class_table.copy()
+    table["report"] = table["class"].map(reported)
+    table.loc[table["class"] == "total", "report"] = reported.sum()
+    table["report"] = table["report"].astype("Int64")
+    return table
+
+
+def test_support_beside_report(support: pd.DataFrame) -> pd.DataFrame:
+    """Test images per class of our split beside the report's classification-report support."""
+    reported = _per_class("test_set", "support_")
+    ours = support["test"]
+    table = pd.DataFrame({"class": ours.index, "ours": ours.to_numpy()})
+    table["report"] = table["class"].map(reported)
+    table.loc[table["class"] == "total", "report"] = reported.sum()
+    table["report"] = table["report"].astype("Int64")
+    table["same"] = table["ours"] == table["report"]
+    return table

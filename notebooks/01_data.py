@@ -32,7 +32,7 @@ overrides = {}
 # %% tags=["remove-cell"]
 from IPython.display import Markdown, display
 
-from lesionscan import data, plots
+from lesionscan import data, plots, report
 from lesionscan.run import open_run
 
 run = open_run(profile, artifacts_dir, data_dir, overrides)
@@ -49,11 +49,12 @@ display(Markdown(
 # ## Classes (Table 4.1)
 #
 # HAM10000 is dominated by melanocytic nevi; every accuracy in this book has to be
-# read against that imbalance.
+# read against that imbalance. The `report` column is the report's Table 4.1
+# (the full HAM10000 release), read from the package's claims file.
 
 # %% tags=["remove-input"]
-class_table = run.save_table("class_table", data.class_table(dataset))
-display(class_table.style.hide(axis="index").format({"percent": "{:.1f}"}))
+class_table = run.save_table("class_table", report.class_counts_beside_report(data.class_table(dataset)))
+display(class_table.style.hide(axis="index").format({"percent": "{:.1f}"}, na_rep="–"))
 
 # %% tags=["remove-input"]
 run.save_figure("class_distribution", plots.class_distribution(class_table))
@@ -68,6 +69,16 @@ run.save_figure("class_distribution", plots.class_distribution(class_table))
 # %% tags=["remove-input"]
 lesions = run.save_table("images_per_lesion", data.lesion_table(dataset))
 display(lesions.style.hide(axis="index"))
+
+# %% [markdown]
+# ## Who the images come from
+#
+# Age, sex and body site differ between classes; a model can pick up such
+# correlates (a lesion on the face is more likely a keratosis than a
+# dermatofibroma) as well as the lesion itself.
+
+# %% tags=["remove-input"]
+run.save_figure("metadata_by_class", plots.metadata_by_class(dataset))
 
 # %% [markdown]
 # ## Examples per class

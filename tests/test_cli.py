@@ -1,5 +1,7 @@
 """The command line: good inputs work, bad inputs exit non-zero with a message and leave nothing behind."""
 
+import re
+
 import pandas as pd
 import pytest
 
@@ -27,6 +29,37 @@ def test_check_prints_the_class_table(dataset, capsys):
     code, out, _ = run_cli(capsys, "data", "check", dataset)
     assert code == 0
     assert "300 images" in out and "Melanoma" in out and "percent" in out
+
+
+def test_check_prints_layout_sizes_and_masks(dataset, capsys):
+    code, out, _ = run_cli(capsys, "data", "check", dataset)
+    assert code == 0
+    assert "layout:   official" in out and "metadata: HAM10000_metadata.csv" in out
+    assert "64x48 (300)" in out and "300 found, 0 missing" in out and "problems: none" in out
+    assert "images_per_lesion" in out
+
+
+def test_check_lists_every_problem_at_once(dataset, tmp_path, capsys):
+    from PIL import Image
+
+    broken = _copy(dataset, tmp_path)
+    jpgs = sorted((broken / "HAM10000_images_part_1").glob("*.jpg"))
+    jpgs[0].unlink()
+    jpgs[1].write_bytes(jpgs[1].read_bytes()[:200])
+    Image.new("L", (5, 5)).save(broken / "HAM10000_segmentations_lesion_tschandl" / f"{jpgs[2].stem}_segmentation.png")
+    code, out, err = run_cli(capsys, "data", "check", broken)
+    assert code == 2 and "layout:   official" in out and "problems: 3" in out
+    assert "3 problem(s)" in err and f"image {jpgs[0].stem} not found" in err
+    assert str(jpgs[1]) in err and "is 5x5" in err
+
+
+def test_check_real_data(real_data_dir, capsys):
+    code, out, _ = run_cli(capsys, "data", "check", real_data_dir)
+    assert code == 0
+    assert "10,015 images, 7,470 lesions" in out and "200x150 (10,015)" in out
+    assert "10,015 found, 0 missing" in out and "problems: none" in out
+    for dx, count in {"nv": 6705, "mel": 1113, "bkl": 1099, "bcc": 514, "akiec": 327, "vasc": 142, "df": 115}.items():
+        assert re.search(rf"^\s*{dx} .* {count} ", out, re.M), dx
 
 
 def test_split_writes_the_table_and_prints_support(dataset, tmp_path, capsys):

@@ -1,10 +1,11 @@
-"""Tests for lesionscan.data: loading, the checks that reject bad datasets, tables, checksum."""
+"""Tests for lesionscan.data: layouts, loading, the checks that reject bad datasets, the report, tables, checksum."""
 
 from __future__ import annotations
 
 import csv
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -212,7 +213,196 @@ def test_checksum_changes_with_metadata(tmp_path):
     assert data.data_checksum(root) != first
 
 
+def write_tab(root: Path) -> None:
+    """Replace the CSV by the Dataverse form: tab-separated, strings quoted, numbers bare."""
+    frame = pd.read_csv(root / data.METADATA_FILE, dtype=str, keep_default_na=False)
+    lines = ["\t".join(frame.columns)]
+    for row in frame.itertuples(index=False):
+        lines.append("\t".join(v if re.fullmatch(r"[\d.]+", v) else f'"{v}"' for v in row))
+    (root / "HAM10000_metadata.tab").write_text("\n".join(lines) + "\n")
+    (root / data.METADATA_FILE).unlink()
+
+
+def write_hmnist(root: Path) -> None:
+    """Kaggle's pixel tables: CSVs beside the metadata that must not be read as metadata."""
+    for name in ("hmnist_8_8_L.csv", "hmnist_28_28_RGB.csv"):
+        (root / name).write_text(",".join(f"pixel{i:04d}" for i in range(4)) + ",label\n1,2,3,4,0\n")
+
+
+def make_layout(root: Path, layout: str, rows=None, masks=("ISIC_0000001",)) -> Path:
+    """The same tiny dataset in one of the layouts people have."""
+    write_dataset(root, rows or valid_rows(), masks=masks)
+    if layout == "official-tab":
+        write_tab(root)
+    elif layout == "kaggle":
+        for upper, lower in zip(data.IMAGE_DIRS, data.KAGGLE_DIRS):
+            shutil.copytree(root / upper, root / lower)
+        write_hmnist(root)
+    elif layout == "flat":
+        (root / data.FLAT_DIR).mkdir()
+        for folder in data.IMAGE_DIRS:
+            for path in (root / folder).iterdir():
+                path.rename(root / data.FLAT_DIR / path.name)
+            (root / folder).rmdir()
+    return root
+
+
+def comparable(df: pd.DataFrame) -> pd.DataFrame:
+    """The frame without where files live: what must not depend on the layout."""
+    return df.assign(image_path=[Path(p).name for p in df["image_path"]],
+                     mask_path=[p and Path(p).name for p in df["mask_path"]])
+
+
+@pytest.mark.parametrize("layout, name, metadata", [
+    ("official-tab", "official", "HAM10000_metadata.tab"),
+    ("kaggle", "kaggle", data.METADATA_FILE),
+    ("flat", "flat", data.METADATA_FILE),
+])
+def test_layouts_load_the_same_frame(tmp_path, layout, name, metadata):
+    expected = data.load_dataset(make_layout(tmp_path / "official", "official"))
+    root = make_layout(tmp_path / layout, layout)
+    df = data.load_dataset(root)
+    assert list(df.columns) == COLUMNS + ["image_path", "mask_path"]
+    pd.testing.assert_frame_equal(comparable(df), comparable(expected))
+    report = data.check_report(root)
+    assert report.layout == name and report.metadata.name == metadata and not report.problems
+    if layout == "kaggle":  # duplicates resolve to the upper-case folders, hmnist tables are left alone
+        assert {Path(p).parent.name for p in df["image_path"]} == set(data.IMAGE_DIRS)
+        assert report.ignored == ["hmnist_28_28_RGB.csv", "hmnist_8_8_L.csv"]
+        assert data.data_checksum(root) == data.data_checksum(tmp_path / "official")
+
+
+def test_tab_metadata_with_quotes_and_missing_age(tmp_path):
+    root = make_layout(tmp_path / "ham", "official-tab")
+    tab = root / "HAM10000_metadata.tab"
+    tab.write_text(tab.read_text().replace('"back"', '"back, upper"', 1).replace("\t40\t", "\tNA\t", 1))
+    df = data.load_dataset(root).set_index("image_id")
+    assert df.at["ISIC_0000000", "localization"] == "back, upper"
+    assert pd.isna(df.at["ISIC_0000000", "age"])
+
+
+def test_same_image_in_two_folders_is_taken_once(tmp_path):
+    root = write_dataset(tmp_path / "ham", valid_rows())
+    shutil.copy(image_path(root, "ISIC_0000000"), root / data.IMAGE_DIRS[1])
+    df = data.load_dataset(root)
+    assert len(df) == 8 and Path(df["image_path"].iloc[0]).parent.name == data.IMAGE_DIRS[0]
+
+
+def test_check_report_on_a_valid_dataset(tmp_path):
+    root = write_dataset(tmp_path / "ham", valid_rows(), masks=["ISIC_0000001", "ISIC_0000004"])
+    report = data.check_report(root)
+    assert report.layout == "official" and report.image_folders == list(data.IMAGE_DIRS)
+    assert report.image_sizes == {"12x9": 8}
+    assert (report.masks_found, report.masks_missing) == (2, 6)
+    assert report.classes.equals(data.class_table(report.frame))
+    assert report.lesions.to_dict("list")["lesions"] == [6, 1]
+    text = report.summary()
+    assert "layout:   official" in text and "12x9 (8)" in text and "2 found, 6 missing" in text
+    assert "problems: none" in text
+    report.raise_for_problems()  # nothing to raise
+
+
+def test_many_missing_images_are_one_capped_problem(tmp_path):
+    extra = [(f"HAM_2{i:06d}", f"ISIC_2{i:06d}", "nv") for i in range(14)]
+    root = write_dataset(tmp_path / "ham", valid_rows() + extra, skip_images=[r[1] for r in extra])
+    message = load_error(root)
+    assert message.startswith("1 problem(s)")
+    assert f"{data.METADATA_FILE}: 14 listed images not found" in message
+    assert "ISIC_2000000 (row 10)" in message and "ISIC_2000009 (row 19)" in message
+    assert "ISIC_2000010" not in message and message.endswith("and 4 more")
+
+
+def test_mask_of_the_wrong_size(tmp_path):
+    root = write_dataset(tmp_path / "ham", valid_rows(), masks=["ISIC_0000001", "ISIC_0000004"])
+    mask = root / data.MASK_DIR / "ISIC_0000004_segmentation.png"
+    Image.new("L", (6, 4), 255).save(mask)
+    message = load_error(root)
+    assert message.startswith("1 problem(s)")
+    assert f"mask file {mask} is 6x4" in message and str(image_path(root, "ISIC_0000004")) in message
+    assert "is 12x9" in message
+    assert len(data.load_dataset(root, verify_images=False)) == 8  # a header check, skipped on request
+
+
+def test_duplicate_image_id_in_tab_names_the_file(tmp_path):
+    rows = valid_rows() + [("HAM_0000009", "ISIC_0000001", "bcc")]
+    root = make_layout(tmp_path / "ham", "official-tab", rows=rows)
+    assert "HAM10000_metadata.tab: duplicate image_id ISIC_0000001 on rows 3, 10" in load_error(root)
+
+
+def test_no_metadata_says_what_was_looked_for(tmp_path):
+    root = make_layout(tmp_path / "ham", "kaggle")
+    (root / data.METADATA_FILE).unlink()
+    message = load_error(root)
+    assert "not found" in message and all(name in message for name in data.METADATA_FILES)
+    assert "hmnist_*.csv" in message and "not metadata" in message
+
+
+def test_no_image_folder(tmp_path):
+    root = write_dataset(tmp_path / "ham", valid_rows())
+    for folder in data.IMAGE_DIRS:
+        shutil.rmtree(root / folder)
+    message = load_error(root)
+    assert "8 listed images not found" in message and "no image folder" in message
+    assert data.FLAT_DIR in message and data.KAGGLE_DIRS[0] in message
+
+
+def test_three_different_problems_reported_at_once(tmp_path):
+    root = write_dataset(tmp_path / "ham", valid_rows(), masks=["ISIC_0000002"], skip_images=["ISIC_0000003"],
+                         size=(64, 48))
+    Image.new("L", (10, 10)).save(root / data.MASK_DIR / "ISIC_0000002_segmentation.png")
+    truncated = image_path(root, "ISIC_0000006")
+    truncated.write_bytes(truncated.read_bytes()[:300])
+    report = data.check_report(root)
+    assert len(report.problems) == 3 and report.image_sizes == {"64x48": 6}
+    message = load_error(root)
+    assert message.startswith("3 problem(s)")
+    assert "image ISIC_0000003 not found" in message
+    assert f"image file {truncated} cannot be decoded" in message
+    assert "ISIC_0000002_segmentation.png is 10x10" in message
+
+
 def test_real_dataset_loads(real_data_dir):
     df = data.load_dataset(real_data_dir)
     assert len(df) == 10015 and df["lesion_id"].nunique() == 7470
     assert df["mask_path"].notna().all()
+
+
+def test_real_check_report(real_data_dir):
+    report = data.check_report(real_data_dir)
+    assert report.problems == [] and report.layout == "official"
+    assert len(report.frame) == 10015 and report.frame["lesion_id"].nunique() == 7470
+    counts = dict(zip(report.classes["class"], report.classes["count"]))
+    assert counts == {"nv": 6705, "mel": 1113, "bkl": 1099, "bcc": 514, "akiec": 327, "vasc": 142, "df": 115,
+                      "total": 10015}
+    assert report.image_sizes == {"200x150": 10015}
+    assert (report.masks_found, report.masks_missing) == (10015, 0)
+
+
+def test_real_data_in_other_layouts(real_data_dir, tmp_path):
+    """Kaggle, Dataverse .tab and flat copies of the real data, built from symlinks, load the same frame."""
+    expected = comparable(data.load_dataset(real_data_dir, verify_images=False))
+    kaggle = tmp_path / "kaggle"
+    kaggle.mkdir()
+    for upper, lower in zip(data.IMAGE_DIRS, data.KAGGLE_DIRS):
+        (kaggle / upper).symlink_to(real_data_dir / upper)
+        (kaggle / lower).symlink_to(real_data_dir / upper)
+    (kaggle / data.METADATA_FILE).symlink_to(real_data_dir / data.METADATA_FILE)
+    write_hmnist(kaggle)
+    tab = tmp_path / "tab"
+    tab.mkdir()
+    for name in data.IMAGE_DIRS + (data.MASK_DIR,):
+        (tab / name).symlink_to(real_data_dir / name)
+    shutil.copy(real_data_dir / data.METADATA_FILE, tab / data.METADATA_FILE)
+    write_tab(tab)
+    flat = tmp_path / "flat"
+    (flat / data.FLAT_DIR).mkdir(parents=True)
+    for folder in data.IMAGE_DIRS:
+        for path in (real_data_dir / folder).iterdir():
+            (flat / data.FLAT_DIR / path.name).symlink_to(path)
+    (flat / data.METADATA_FILE).symlink_to(real_data_dir / data.METADATA_FILE)
+    (flat / data.MASK_DIR).symlink_to(real_data_dir / data.MASK_DIR)
+    for root, layout in ((kaggle, "kaggle"), (tab, "official"), (flat, "flat")):
+        df = data.load_dataset(root, verify_images=False)
+        masked = expected.assign(mask_path=None) if root is kaggle else expected
+        pd.testing.assert_frame_equal(comparable(df), masked)
+    assert data.check_report(kaggle).layout == "kaggle"

@@ -39,5 +39,5 @@ def test_bad_overrides_name_the_parameter(overrides, message):
 
 
 def test_unknown_profile_lists_the_known_ones():
-    with pytest.raises(ParameterError, match="unknown profile 'fast': expected one of smoke, paper"):
+    with pytest.raises(ParameterError, match="unknown profile 'fast': expected one of smoke, cpu, paper"):
         profiles.resolve("fast")
