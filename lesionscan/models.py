@@ -115,6 +115,17 @@ def _backbone(inputs, weights: str):
                              f"{hint}") from None
 
 
+def check_weights(weights: str) -> None:
+    """Fail before a long run starts when the backbone's weights cannot be had.
+
+    Building the backbone once fetches ImageNet weights into Keras' cache (or
+    loads the file), so the chapters later find them; offline, the user
+    learns it in seconds rather than after the data chapters have run.
+    """
+    if str(weights).lower() != "none":
+        _backbone(keras.Input(shape=(64, 64, 3)), weights)
+
+
 def build_model(kind: str, image_size: int = 224, n_classes: int = 7, weights: str = "none",
                 dropout: float = 0.5, l2: float = 1e-4, attention_heads: int = 16,
                 gamma_init: float = 1.0, bn_momentum: float | None = None) -> keras.Model:

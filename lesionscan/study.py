@@ -173,6 +173,9 @@ def run_study(profile: str = "smoke", data_dir: str | None = None, artifacts: st
     run = run_mod.create(profile, artifacts, data_dir, overrides)
     _clear_outputs(run)
     from lesionscan import data as data_mod
+    from lesionscan import models
+
+    models.check_weights(run.params["weights"])
 
     manifest = {
         "profile": profile,

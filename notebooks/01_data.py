@@ -30,20 +30,23 @@ data_dir = None
 overrides = {}
 
 # %% tags=["remove-cell"]
+import pandas as pd
 from IPython.display import Markdown, display
 
 from lesionscan import data, plots, report
 from lesionscan.run import open_run
 
 run = open_run(profile, artifacts_dir, data_dir, overrides)
-dataset = data.load_dataset(run.data_dir)
+check = data.check_report(run.data_dir)
+check.raise_for_problems()
+dataset = check.frame
 
 # %% tags=["remove-input"]
 display(Markdown(
     f"This run uses **{run.data_label}**: {len(dataset):,} images of "
-    f"{dataset['lesion_id'].nunique():,} lesions, "
-    f"{dataset['mask_path'].notna().sum():,} of them with a lesion mask "
-    f"(profile `{run.params['profile']}`)."))
+    f"{dataset['lesion_id'].nunique():,} lesions in the {check.layout} layout "
+    f"(metadata `{check.metadata.name}`), {check.masks_found:,} of them with a lesion mask "
+    f"(profile `{run.params['profile']}`). Every image listed in the metadata was found and decodes."))
 
 # %% [markdown]
 # ## Classes (Table 4.1)
@@ -69,6 +72,16 @@ run.save_figure("class_distribution", plots.class_distribution(class_table))
 # %% tags=["remove-input"]
 lesions = run.save_table("images_per_lesion", data.lesion_table(dataset))
 display(lesions.style.hide(axis="index"))
+
+# %% [markdown]
+# ## Image sizes
+#
+# The pipeline resizes every image to the profile's square input; the sizes
+# on disk say how much detail there was to begin with.
+
+# %% tags=["remove-input"]
+sizes = pd.DataFrame({"size on disk (W x H px)": list(check.image_sizes), "images": list(check.image_sizes.values())})
+display(run.save_table("image_sizes", sizes).style.hide(axis="index"))
 
 # %% [markdown]
 # ## Who the images come from

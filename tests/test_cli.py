@@ -122,3 +122,18 @@ def test_study_rejects_bad_parameters_before_doing_anything(tmp_path, capsys, ar
 def test_study_with_missing_data_dir(tmp_path, capsys):
     code, _, err = run_cli(capsys, "study", "--data-dir", tmp_path / "nowhere", "--artifacts", tmp_path / "a")
     assert code == 2 and "nowhere" in err
+
+
+def test_study_without_imagenet_weights_fails_before_any_chapter(tmp_path, capsys, monkeypatch):
+    """Offline, the paper profile's ImageNet weights cannot be fetched: say so, and how to go on."""
+    from keras.src.applications import resnet
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure: no network")
+
+    monkeypatch.setattr(resnet.file_utils, "get_file", offline)
+    data_dir = synthetic.generate(tmp_path / "data", n_images=200, size=64)
+    code, out, err = run_cli(capsys, "study", "--profile", "paper", "--data-dir", data_dir,
+                             "--artifacts", tmp_path / "artifacts")
+    assert code == 2 and "--set weights=PATH" in err and "--set weights=none" in err
+    assert "01_data" not in out
