@@ -112,16 +112,19 @@ def comparison_table(metrics_by_model: dict[str, dict]) -> pd.DataFrame:
     return table
 
 
-def verdict(metrics_by_model: dict[str, dict]) -> str:
-    """A sentence, generated from the numbers, on which model scored higher on this test set."""
-    base, sa = metrics_by_model["baseline"], metrics_by_model["soft_attention"]
-    parts = []
-    for label, key in (("balanced accuracy", "balanced_accuracy"), ("accuracy", "accuracy")):
-        diff = sa[key] - base[key]
-        word = "higher" if diff > 0 else "lower" if diff < 0 else "the same"
-        parts.append(f"{label} {sa[key]:.3f} against {base[key]:.3f} ({'+' if diff >= 0 else ''}{diff:.3f}, {word})")
-    return ("On this run's test set the soft-attention model scores " + "; ".join(parts) +
-            ". This is one run with one seed and no interval: a difference this size may be noise.")
+def interval_table(intervals_by_model: dict[str, pd.DataFrame], metrics_by_model: dict[str, dict]) -> pd.DataFrame:
+    """Each model's value and 95 % interval per metric, with the majority-class score last.
+
+    ``intervals_by_model`` holds ``stats.bootstrap_metrics`` tables.
+    """
+    table = None
+    for name, frame in intervals_by_model.items():
+        part = frame[["metric", "value", "low", "high"]].rename(
+            columns={"value": name, "low": f"{name} low", "high": f"{name} high"})
+        table = part if table is None else table.merge(part, on="metric", how="outer", sort=False)
+    majority = next(iter(metrics_by_model.values()))["majority_baseline"]
+    table["always the majority class"] = table["metric"].map(majority)
+    return table
 
 
 def explanation_rows(run: Run, n_images: int) -> list[dict]:

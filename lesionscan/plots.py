@@ -546,3 +546,151 @@ def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
 __all__ = ["class_distribution", "sample_grid", "split_support", "augmentation_gallery", "training_curves",
            "confusion_matrix", "roc_curves", "metric_comparison", "explanation_panel", "save_figure",
            "wrapped_label"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# How sure we are: calibration and intervals (tables from lesionscan.stats and lesionscan.report)
+
+_MODEL_MARKERS = ("o", "s", "^", "D", "v", "P")
+_REPORT_MARKERS = ("D", "s", "^", "v", "P", "X", "p", "h", "<", ">")
+
+
+def _model_styles(models: Sequence[str]) -> dict[str, dict]:
+    """Per model: a palette colour, a marker and a line style, so models differ by more than colour."""
+    return {m: {"color": PALETTE[i % len(PALETTE)], "marker": _MODEL_MARKERS[i % len(_MODEL_MARKERS)],
+                "linestyle": _LINESTYLES[i % len(_LINESTYLES)]} for i, m in enumerate(models)}
+
+
+@_styled
+def reliability_diagram(reliability_tables: Mapping[str, pd.DataFrame]) -> Figure:
+    """Top-label calibration per model: accuracy against confidence per bin, and how many images fall in each bin.
+
+    ``reliability_tables``: {model: ``stats.reliability_table(pred, n_bins)``}.
+    Upper panel: each non-empty bin at (mean confidence, accuracy), the
+    diagonal being perfect calibration (below it = over-confident); the
+    legend gives each model's expected calibration error. Lower panel:
+    images per bin (log scale, since most images sit in the top bins).
+    """
+    from matplotlib.ticker import FuncFormatter
+
+    from lesionscan.stats import ece_from_table
+
+    if not reliability_tables:
+        raise ValueError("reliability_diagram needs at least one reliability table")
+    models = list(reliability_tables)
+    styles = _model_styles(models)
+    fig = _figure(PAGE_WIDTH * 0.8, 7.4)
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1.2]})
+    top.plot([0, 1], [0, 1], color="0.55", linestyle="--", linewidth=1.3, label="perfect calibration")
+    first = next(iter(reliability_tables.values()))
+    edges = np.r_[first["low"].to_numpy(dtype=float), first["high"].to_numpy(dtype=float)[-1:]]
+    width = (edges[1:] - edges[:-1]) * 0.8 / len(models)
+    for m, (model, table) in enumerate(reliability_tables.items()):
+        style = styles[model]
+        filled = table[table["n"] > 0]
+        top.plot(filled["confidence"], filled["accuracy"], color=style["color"], marker=style["marker"],
+                 linestyle=style["linestyle"], linewidth=2, markersize=6,
+                 label=f"{model}: ECE {ece_from_table(table):.3f} (n = {int(table['n'].sum()):,})")
+        lows = table["low"].to_numpy(dtype=float)
+        highs = table["high"].to_numpy(dtype=float)
+        x = lows + (highs - lows) * 0.1 + width * (m + 0.5)
+        bottom.bar(x, table["n"].to_numpy(dtype=float), width=width * 0.95, color=style["color"],
+                   edgecolor="white", linewidth=0.5, label=model)
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1.02)
+    top.set_ylabel("accuracy in the bin")
+    top.set_title("Reliability: are the predicted class's probabilities right?", loc="left")
+    top.annotate("below the diagonal: over-confident", (0.98, 0.03), ha="right", va="bottom", fontsize=9.5,
+                 color="0.35", fontstyle="italic")
+    top.grid(alpha=0.3)
+    top.legend(loc="upper left", fontsize=9.5, framealpha=0.92)
+    bottom.set_yscale("symlog", linthresh=1)
+    bottom.set_ylim(bottom=0)
+    bottom.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    bottom.set_ylabel("images")
+    bottom.set_xlabel("confidence (probability of the predicted class)")
+    bottom.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def _metric_row_label(metric: str) -> str:
+    if metric.startswith("f1_") and metric[3:] in CLASSES:
+        return f"F1: {wrapped_label(metric[3:], 26)}"
+    return _METRIC_NAMES.get(metric, metric)
+
+
+@_styled
+def interval_comparison(table: pd.DataFrame) -> Figure:
+    """Our value with its bootstrap interval beside each number the report claims, per metric and model.
+
+    ``table``: ``report.comparison_with_intervals`` (model, metric, section,
+    report, ours, low, high). Per metric a row, per model a line in it: a
+    filled marker with a horizontal bar is our value and its interval; the
+    report's values are hollow markers in the same colour, one shape per
+    report section (so the report's several accuracies stay apart). Summary
+    metrics and per-class F1 get separate panels.
+    """
+    from matplotlib.lines import Line2D
+
+    needed = {"model", "metric", "section", "report", "ours", "low", "high"}
+    missing = needed - set(table.columns)
+    if missing:
+        raise ValueError(f"interval table lacks column(s) {', '.join(sorted(missing))}; "
+                         "build it with report.comparison_with_intervals")
+    if table.empty:
+        raise ValueError("interval table is empty: no claim about a model we trained")
+    models = list(dict.fromkeys(table["model"]))
+    styles = _model_styles(models)
+    sections = list(dict.fromkeys(table["section"]))
+    section_marker = {s: _REPORT_MARKERS[i % len(_REPORT_MARKERS)] for i, s in enumerate(sections)}
+    order = list(_METRIC_NAMES) + [f"f1_{dx}" for dx in CLASSES]
+    metrics = sorted(dict.fromkeys(table["metric"]), key=lambda m: (order.index(m) if m in order else len(order), m))
+    per_class = [m for m in metrics if m.startswith("f1_") and m[3:] in CLASSES]
+    summary = [m for m in metrics if m not in per_class]
+    panels = [(rows, title) for rows, title in ((summary, "Test metrics"), (per_class, "F1 per class")) if rows]
+    row_height = 0.22 * len(models) + 0.2
+    fig = _figure(PAGE_WIDTH, sum(len(rows) for rows, _ in panels) * row_height + 1.0 * len(panels) + 1.4)
+    axes = fig.subplots(len(panels), 1, squeeze=False, sharex=True,
+                        gridspec_kw={"height_ratios": [len(rows) + 1.2 for rows, _ in panels]})[:, 0]
+    values = pd.concat([table[c] for c in ("report", "ours", "low", "high")]).astype(float)
+    lo = np.nanmin(values.to_numpy()) if values.notna().any() else 0.0
+    for ax, (rows, title) in zip(axes, panels):
+        positions = np.arange(len(rows))[::-1]
+        step = 0.7 / len(models)
+        for y0, metric in zip(positions, rows):
+            for m, model in enumerate(models):
+                sub = table[(table["model"] == model) & (table["metric"] == metric)]
+                if sub.empty:
+                    continue
+                y = y0 + 0.35 - step * (m + 0.5)
+                style = styles[model]
+                ours, low, high = (float(sub[c].iloc[0]) for c in ("ours", "low", "high"))
+                if np.isfinite(ours):
+                    xerr = None
+                    if np.isfinite(low) and np.isfinite(high):
+                        xerr = [[max(ours - low, 0.0)], [max(high - ours, 0.0)]]
+                    ax.errorbar([ours], [y], xerr=xerr, fmt=style["marker"], color=style["color"], markersize=7,
+                                elinewidth=2.2, capsize=3, zorder=3)
+                for _, claim in sub.iterrows():
+                    ax.plot([float(claim["report"])], [y], linestyle="none", marker=section_marker[claim["section"]],
+                            markersize=8.5, markerfacecolor="none", markeredgecolor=style["color"],
+                            markeredgewidth=1.8, zorder=4)
+        for y in positions[:-1] - 0.5:
+            ax.axhline(y, color="0.88", linewidth=0.8, zorder=0)
+        ax.set_yticks(positions, [_metric_row_label(m) for m in rows])
+        ax.set_ylim(-0.6, len(rows) - 0.4)
+        ax.tick_params(axis="y", length=0)
+        ax.spines["left"].set_visible(False)
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_title(title, loc="left")
+    axes[-1].set_xlim(max(0.0, lo - 0.05), 1.0 + 0.01)
+    axes[-1].set_xlabel("score (ours: value and 95 % bootstrap interval; report: hollow markers)")
+    handles = [Line2D([], [], color=styles[m]["color"], marker=styles[m]["marker"], linestyle="-", linewidth=2.2,
+                      markersize=7, label=f"{m}: ours, 95 % CI") for m in models]
+    handles += [Line2D([], [], color="0.3", marker=section_marker[s], linestyle="none", markerfacecolor="none",
+                       markeredgewidth=1.8, markersize=8, label=f"report, {s}") for s in sections]
+    fig.legend(handles=handles, loc="outside upper center", ncols=3, frameon=False, fontsize=9)
+    return fig
+
+
+__all__ += ["reliability_diagram", "interval_comparison"]

@@ -49,7 +49,10 @@ _SMOKE: dict[str, Any] = {
     "early_stopping_patience": 4,
     "lr_patience": 2,
     "lr_factor": 0.2,
+    "cache_features": True,       # phase 1: compute the frozen backbone's features once, train the head on them
     "deterministic": True,        # TensorFlow op determinism: same seed, same metrics
+    # evaluation
+    "bootstrap_resamples": 1000,  # test-set resamples for every 95 % interval
     # interpretability
     "explain_images": 6,          # test images shown with attention maps and Grad-CAM
 }

@@ -62,3 +62,36 @@ def test_support_beside_report(support: pd.DataFrame) -> pd.DataFrame:
     table["report"] = table["report"].astype("Int64")
     table["same"] = table["ours"] == table["report"]
     return table
+
+
+INSIDE_COLUMN = "report inside our CI"
+
+
+def comparison_with_intervals(metrics_by_model: dict[str, dict],
+                              intervals_by_model: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """``comparison`` plus our bootstrap interval, and whether the report's number falls inside it.
+
+    ``intervals_by_model``: per model, a table with columns metric, low, high
+    (``stats.bootstrap_metrics``). Columns: model, metric, section, report,
+    ours, low, high, difference (ours minus report), ``report inside our CI``
+    (nullable boolean: low <= report <= high on the printed report value;
+    <NA> where we have no interval for that model and metric). The interval
+    covers test-set sampling of our model only, not training variation.
+    """
+    table = comparison(metrics_by_model)
+    low, high = [], []
+    for model, metric in zip(table["model"], table["metric"]):
+        intervals = intervals_by_model.get(model)
+        row = None if intervals is None else intervals[intervals["metric"] == metric]
+        if row is None or row.empty:
+            low.append(float("nan"))
+            high.append(float("nan"))
+        else:
+            low.append(float(row["low"].iloc[0]))
+            high.append(float(row["high"].iloc[0]))
+    table["low"], table["high"] = low, high
+    table["ours"] = table["ours"].astype(float)
+    known = table["low"].notna() & table["high"].notna()
+    inside = (table["report"] >= table["low"]) & (table["report"] <= table["high"])
+    table[INSIDE_COLUMN] = pd.array([bool(v) if k else pd.NA for v, k in zip(inside, known)], dtype="boolean")
+    return table[["model", "metric", "section", "report", "ours", "low", "high", "difference", INSIDE_COLUMN]]

@@ -74,6 +74,20 @@ class Run:
         plots.save_figure(fig, self.figure_path(name))
         return fig
 
+    def save_json(self, name: str, obj) -> Any:
+        """Write a result the book states in words to ``metrics/NAME.json``; return it."""
+        atomic.write_json(self.metrics_path(name), obj)
+        return obj
+
+    def read_predictions(self, name: str):
+        """The test predictions of model ``name`` written by its chapter."""
+        import pandas as pd
+
+        path = self.predictions_path(name)
+        if not path.exists():
+            raise DataError(f"{path} not found: run the chapter that trains model {name!r} first")
+        return pd.read_csv(path)
+
     def read_metrics(self, name: str) -> dict:
         path = self.metrics_path(name)
         if not path.exists():

@@ -151,7 +151,15 @@ def _hide_injected_parameters(path: Path) -> None:
 
 
 def build_book(stage: Path, output_dir: Path, warnings_as_errors: bool = True) -> Path:
-    """Run ``jupyter-book build``; return the path of ``index.html``."""
+    """Run ``jupyter-book build``; return the path of ``index.html``.
+
+    The run's tables are copied beside the hand-written pages first, so a page
+    such as the methods page can show a table this run computed.
+    """
+    if (output_dir / "tables").is_dir():
+        if (stage / "tables").exists():
+            shutil.rmtree(stage / "tables")
+        shutil.copytree(output_dir / "tables", stage / "tables")
     executable = Path(sys.executable).parent / "jupyter-book"
     cmd = [str(executable) if executable.exists() else (shutil.which("jupyter-book") or "jupyter-book"), "build", str(stage), "--path-output", str(output_dir)]
     if warnings_as_errors:

@@ -8,6 +8,24 @@ frozen random backbone teaches the head little. Each phase recompiles with
 Adam and label-smoothed cross-entropy, stops early on validation loss
 (restoring the best weights) and lowers the learning rate on plateaus.
 Only training and validation data are ever passed in: never the test set.
+
+Feature caching (``TrainConfig.cache_features``): a frozen backbone gives the
+same features every time it sees the same input, so phase "frozen" runs the
+backbone once and trains the attention and head on stored features. The model
+is cut where backbone tensors feed non-backbone layers (one or more of them,
+:func:`feature_tensors`): ``feature_model`` maps images to those tensors,
+``head_model`` maps them to the prediction, sharing the model's layer objects
+and so its weights (:func:`split_at_backbone`). What is cached is *draws*:
+whole passes over the training dataset as the pipeline yields them, each with
+its own balanced sample and augmentation. ``cache_draws`` passes are stored
+(float16, one pass computed per draw, the backbone's cost of one ordinary
+epoch each); phase-1 epoch ``e`` trains on draw ``e mod cache_draws`` in a new
+order from the seed. So phase 1 sees ``cache_draws`` augmentations and
+balanced samples instead of one per epoch: the price of the speed-up. The
+validation features are computed once. If the cache would exceed
+``cache_max_gb`` (or the dataset is endless, or the feature model has
+trainable weights), phase 1 runs through the image pipeline as without caching.
+Phases "finetune" and "full" always run through the image pipeline.
 """
 
 from __future__ import annotations
@@ -18,6 +36,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import keras
+import numpy as np
 import pandas as pd
 import tensorflow as tf
 
@@ -35,6 +54,8 @@ class TrainConfig:
 
     ``weights`` is the model's initialisation ("none", "imagenet" or a file);
     schedule "auto" means two-phase for pretrained weights, full for "none".
+    ``cache_features``, ``cache_draws`` and ``cache_max_gb`` control phase-1
+    feature caching (see the module docstring).
     """
 
     schedule: str = "auto"
@@ -51,6 +72,9 @@ class TrainConfig:
     lr_factor: float = 0.2
     use_class_weights: bool = True
     weights: str = "none"
+    cache_features: bool = True   # phase "frozen": backbone once, then attention and head on stored features
+    cache_draws: int = 1          # training-set passes (balanced draw + augmentation) cached for phase 1
+    cache_max_gb: float = 8.0     # above this the cache is skipped and phase 1 runs on images
 
     @property
     def pretrained(self) -> bool:
@@ -117,6 +141,227 @@ def set_phase(model: keras.Model, phase: str, unfreeze_fraction: float = 0.4) ->
         layer.trainable = i >= first and not isinstance(layer, keras.layers.BatchNormalization)
 
 
+def configure_precision() -> str:
+    """Mixed precision (keras "mixed_float16") on a GPU, float32 otherwise; return the policy name.
+
+    Call before building the model: layers take the global policy when they
+    are created. On a CPU float16 arithmetic is slow, so the policy is (re)set
+    to float32 there. Under mixed_float16 Keras wraps the optimizer in a
+    LossScaleOptimizer at compile time; the model's final softmax must be
+    float32 (its Dense layer built with ``dtype="float32"``).
+    """
+    policy = "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
+    keras.mixed_precision.set_global_policy(policy)
+    return keras.mixed_precision.global_policy().name
+
+
+def feature_tensors(model: keras.Model) -> list:
+    """The backbone tensors that feed non-backbone layers, in a fixed order.
+
+    Walks back from the model's outputs through the non-backbone layers and
+    stops at the first tensor made by a backbone layer (``models.backbone_layers``)
+    or by the input layer; a head that reads several backbone stages gives
+    several tensors.
+    """
+    backbone = {id(layer) for layer in backbone_layers(model)}
+    found, seen_tensors, seen_nodes = [], set(), set()
+
+    def visit(tensor):
+        operation, node_index, _ = tensor._keras_history
+        if id(operation) in backbone or isinstance(operation, keras.layers.InputLayer):
+            if id(tensor) not in seen_tensors:
+                seen_tensors.add(id(tensor))
+                found.append(tensor)
+            return
+        node = operation._inbound_nodes[node_index]
+        if id(node) in seen_nodes:
+            return
+        seen_nodes.add(id(node))
+        for parent in node.input_tensors:
+            visit(parent)
+
+    for output in keras.tree.flatten(model.outputs):
+        visit(output)
+    return found
+
+
+def split_at_backbone(model: keras.Model) -> tuple[keras.Model, keras.Model]:
+    """``(feature_model, head_model)``: images -> backbone features -> prediction.
+
+    Both are functional models over the model's own layer objects, so they
+    share its weights: training ``head_model`` trains ``model``'s attention and
+    head, and ``head_model(feature_model(x))`` equals ``model(x)``. The feature
+    model has one output per tensor of :func:`feature_tensors`, the head model
+    one input each, in the same order. (Keras 3 builds a model on intermediate
+    tensors by giving the head fresh Input layers and re-linking the same
+    layers to them.)
+    """
+    tensors = feature_tensors(model)
+    inputs = tensors[0] if len(tensors) == 1 else tensors
+    feature_model = keras.Model(model.inputs[0] if len(model.inputs) == 1 else model.inputs, inputs,
+                                name=f"{model.name}_features")
+    head_model = keras.Model(inputs, model.outputs[0] if len(model.outputs) == 1 else model.outputs,
+                             name=f"{model.name}_head")
+    return feature_model, head_model
+
+
+_FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+@dataclass
+class FeatureCache:
+    """Backbone features of whole dataset passes, kept in memory.
+
+    ``features``: one array per feature tensor, samples first (float16 unless
+    a value overflowed float16, then float32 for that tensor); ``targets``: the
+    rest of each dataset element (labels, and sample weights if the dataset had
+    them), samples first; ``draws``: (start, stop) sample range of each pass;
+    ``batch_size``: the dataset's batch size (its first batch's length).
+    """
+
+    features: list
+    targets: list
+    draws: list
+    batch_size: int
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the cache, in bytes."""
+        return int(sum(a.nbytes for a in self.features) + sum(a.nbytes for a in self.targets))
+
+    @property
+    def n_samples(self) -> int:
+        """Samples cached (all draws together)."""
+        return int(len(self.targets[0])) if self.targets else 0
+
+
+def extract_features(feature_model: keras.Model, dataset, draws: int = 1,
+                     max_bytes: float | None = None) -> FeatureCache | None:
+    """Run ``feature_model`` over ``draws`` passes of ``dataset`` (batch by batch); store the outputs.
+
+    Each pass iterates the dataset anew, so a training pipeline gives a new
+    balanced draw and augmentation per pass. Features are stored as float16.
+    Returns None, having computed at most one batch, if the cache would need
+    more than ``max_bytes`` (estimated from the dataset's cardinality), or if
+    the dataset is endless.
+    """
+    n_batches = int(dataset.cardinality())
+    if n_batches == tf.data.INFINITE_CARDINALITY:
+        return None
+    store: list[np.ndarray] | None = None
+    targets: list[np.ndarray] | None = None
+    bounds, filled, batch_size = [], 0, 0
+
+    def grow(arrays, capacity):
+        out = []
+        for a in arrays:
+            bigger = np.empty((capacity,) + a.shape[1:], a.dtype)
+            bigger[:filled] = a[:filled]
+            out.append(bigger)
+        return out
+
+    for _ in range(int(draws)):
+        start = filled
+        for element in dataset:
+            x, rest = element[0], [np.asarray(t) for t in element[1:]]
+            outputs = feature_model.predict_on_batch(x)
+            outputs = [np.asarray(o) for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
+            n = len(outputs[0])
+            if store is None:
+                batch_size = n
+                per_sample = sum(o[0].size * 2 for o in outputs) + sum(t[0].nbytes for t in rest)
+                capacity = n_batches * n * int(draws) if n_batches > 0 else 64 * n
+                if max_bytes is not None and capacity * per_sample > max_bytes:
+                    return None
+                store = [np.empty((capacity,) + o.shape[1:], np.float16) for o in outputs]
+                targets = [np.empty((capacity,) + t.shape[1:], t.dtype) for t in rest]
+            if filled + n > len(targets[0] if targets else store[0]):
+                capacity = 2 * (filled + n)
+                if max_bytes is not None and capacity * (sum(a[0].nbytes for a in store + targets)) > max_bytes:
+                    return None
+                store, targets = grow(store, capacity), grow(targets, capacity)
+            for i, o in enumerate(outputs):
+                if store[i].dtype == np.float16 and o.size and float(np.abs(o).max()) > _FLOAT16_MAX:
+                    store[i] = store[i].astype(np.float32)  # keep the values; float16 would make them inf
+                store[i][filled:filled + n] = o
+            for i, t in enumerate(rest):
+                targets[i][filled:filled + n] = t
+            filled += n
+        bounds.append((start, filled))
+    if store is None:
+        return None
+    return FeatureCache(features=[a[:filled] for a in store], targets=[t[:filled] for t in targets],
+                        draws=bounds, batch_size=batch_size)
+
+
+def feature_dataset(cache: FeatureCache, input_dtypes, shuffle_seed: int | None = None) -> tf.data.Dataset:
+    """Batches ``((features...), *targets)`` from a cache, features cast to ``input_dtypes``.
+
+    shuffle_seed=None: all cached samples once, in stored order (validation).
+    Otherwise epoch ``e`` (counted per iteration) yields draw ``e mod len(draws)``
+    in an order drawn from ``[shuffle_seed, e]``, at the cache's batch size.
+    """
+    state = {"epoch": 0}
+    sizes = {stop - start for start, stop in cache.draws}
+    single = len(cache.features) == 1
+
+    def order() -> np.ndarray:
+        if shuffle_seed is None:
+            return np.arange(cache.n_samples)
+        epoch = state["epoch"]
+        state["epoch"] += 1
+        start, stop = cache.draws[epoch % len(cache.draws)]
+        return start + np.random.default_rng([int(shuffle_seed), epoch]).permutation(stop - start)
+
+    def batches():
+        idx = order()
+        for start in range(0, len(idx), cache.batch_size):
+            chunk = idx[start:start + cache.batch_size]
+            yield (tuple(a[chunk] for a in cache.features),) + tuple(t[chunk] for t in cache.targets)
+
+    signature = (tuple(tf.TensorSpec((None,) + a.shape[1:], tf.as_dtype(a.dtype)) for a in cache.features),) + \
+        tuple(tf.TensorSpec((None,) + t.shape[1:], tf.as_dtype(t.dtype)) for t in cache.targets)
+    dtypes = [tf.as_dtype(d) for d in input_dtypes]
+
+    def cast(features, *targets):
+        x = tuple(tf.cast(f, d) for f, d in zip(features, dtypes))
+        return (x[0] if single else x,) + targets
+
+    ds = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    if shuffle_seed is None or len(sizes) == 1:
+        n = cache.n_samples if shuffle_seed is None else sizes.pop()
+        ds = ds.apply(tf.data.experimental.assert_cardinality(math.ceil(n / cache.batch_size)))
+    return ds.map(cast).prefetch(tf.data.AUTOTUNE)
+
+
+def _cached_phase(model: keras.Model, train_ds, val_ds, config: TrainConfig, verbose: int):
+    """(head_model, train features, validation features) for phase "frozen", or None to use images."""
+    feature_model, head_model = split_at_backbone(model)
+    if feature_model.trainable_weights:  # only a frozen feature extractor gives fixed features
+        return None
+    start = time.perf_counter()
+    budget = float(config.cache_max_gb) * 1e9
+    train_cache = extract_features(feature_model, train_ds, draws=config.cache_draws, max_bytes=budget)
+    val_cache = None
+    if train_cache is not None and val_ds is not None:
+        val_cache = extract_features(feature_model, val_ds, max_bytes=budget - train_cache.nbytes)
+    if train_cache is None or (val_ds is not None and val_cache is None):
+        if verbose:
+            print(f"[frozen] feature cache skipped (over cache_max_gb={config.cache_max_gb} or an endless "
+                  "dataset): training on images", flush=True)
+        return None
+    dtypes = [t.dtype for t in keras.tree.flatten(head_model.inputs)]
+    train_features = feature_dataset(train_cache, dtypes, shuffle_seed=int(np.random.randint(2**31 - 1)))
+    val_features = feature_dataset(val_cache, dtypes) if val_cache is not None else None
+    if verbose:
+        size = train_cache.nbytes + (val_cache.nbytes if val_cache is not None else 0)
+        print(f"[frozen] backbone features cached once: {train_cache.n_samples} training samples "
+              f"({len(train_cache.draws)} draw{'s' * (len(train_cache.draws) != 1)}), "
+              f"{val_cache.n_samples if val_cache is not None else 0} validation images, "
+              f"{size / 1e6:.0f} MB, {time.perf_counter() - start:.0f}s", flush=True)
+    return head_model, train_features, val_features
+
+
 class _EpochLog(keras.callbacks.Callback):
     """Collect one history row per epoch (lr as used during it) and print it as one line."""
 
@@ -148,14 +393,21 @@ def train(model: keras.Model, train_ds, val_ds, config: TrainConfig, class_weigh
     ``config.use_class_weights``. verbose=0 is silent; otherwise one line per
     epoch, with the phase name.
     """
+    if int(config.cache_draws) < 1:
+        raise ParameterError(f"cache_draws={config.cache_draws}: expected a positive integer")
     rows: list[dict] = []
     epoch = 0
     weights = class_weight if config.use_class_weights else None
     for phase, n_epochs, lr in config.phases():
         set_phase(model, phase, config.unfreeze_fraction)
-        model.compile(optimizer=keras.optimizers.Adam(lr),
-                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-                      metrics=["accuracy"])
+        fit_model, fit_train, fit_val = model, train_ds, val_ds
+        if phase == "frozen" and config.cache_features:
+            cached = _cached_phase(model, train_ds, val_ds, config, verbose)
+            if cached is not None:
+                fit_model, fit_train, fit_val = cached
+        fit_model.compile(optimizer=keras.optimizers.Adam(lr),
+                          loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+                          metrics=["accuracy"])
         before = len(rows)
         callbacks = [
             _EpochLog(phase, epoch + n_epochs, rows, verbose),
@@ -164,7 +416,7 @@ def train(model: keras.Model, train_ds, val_ds, config: TrainConfig, class_weigh
             keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=config.lr_factor,
                                               patience=config.lr_patience, verbose=0),
         ]
-        model.fit(train_ds, validation_data=val_ds, initial_epoch=epoch, epochs=epoch + n_epochs,
-                  class_weight=weights, callbacks=callbacks, shuffle=False, verbose=0)
+        fit_model.fit(fit_train, validation_data=fit_val, initial_epoch=epoch, epochs=epoch + n_epochs,
+                      class_weight=weights, callbacks=callbacks, shuffle=False, verbose=0)
         epoch += len(rows) - before
     return pd.DataFrame(rows, columns=HISTORY_COLUMNS)

@@ -174,3 +174,222 @@ def test_load_model_rejects_other_files(tmp_path):
     other.save(tmp_path / "other.keras")
     with pytest.raises(ParameterError, match="not a LesionScan model"):
         models.load_model(tmp_path / "other.keras")
+
+
+# --- the public-code attention, class attention, and every kind end to end ---------------------------------
+
+
+def _public_scores_by_hand(x, kernel, bias):
+    """Pre-ReLU scores of the public layer's 3-D convolution, by TensorFlow's documented "same" rule, in loops."""
+    batch, height, width, _ = x.shape
+    depth, heads = kernel.shape[0], kernel.shape[-1]
+    before = (depth - 1) // 2  # rows of padding above; along the channels: none, so channels 0..2
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (0, 0)))
+    out = np.zeros((batch, height, width, heads))
+    for i in range(height):
+        for j in range(width):
+            for h in range(height):
+                row = before + h - i
+                if 0 <= row < depth:
+                    out[:, i, j] += np.einsum("bwc,wck->bk", padded[:, h, j:j + 3, :3], kernel[row, :, :, 0, :])
+    return out + bias
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 6, 8), (1, 9, 9, 4), (2, 3, 3, 16)])
+def test_public_attention_computes_the_public_convolution(shape):
+    x = np.random.default_rng(2).normal(size=shape).astype("float32")
+    layer = models.SoftAttentionPublic(heads=3)
+    layer(x)
+    np.testing.assert_allclose(np.asarray(layer.scores(x)),
+                               _public_scores_by_hand(x, layer.kernel.numpy(), layer.bias.numpy()),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_public_attention_reads_three_channels_and_has_no_gamma():
+    x = _features(channels=8)
+    layer = models.SoftAttentionPublic(heads=2)
+    attended, maps = layer(x)
+    maps = np.asarray(maps)
+    other = x.copy()
+    other[..., 3:] = _features(channels=5, seed=9)
+    np.testing.assert_allclose(np.asarray(layer(other)[1]), maps, rtol=1e-6)  # channels 3.. never matter
+    np.testing.assert_allclose(np.asarray(attended), x * maps.sum(axis=-1, keepdims=True), rtol=1e-5, atol=1e-6)
+    assert (maps >= 0).all()
+    np.testing.assert_allclose(maps.sum(axis=(1, 2)), 1.0, rtol=1e-5)
+    assert {w.name for w in layer.weights} == {"kernel", "bias"} and not hasattr(layer, "gamma")
+    assert tuple(layer.kernel.shape) == (8, 3, 3, 1, 2)  # as many weights as the equation's 3x3x8x2
+
+
+def test_class_attention_pools_features_under_each_class_map():
+    x = _features(channels=8)
+    layer = models.ClassAttention(classes=3)
+    pooled, maps = layer(x)
+    maps = np.asarray(maps)
+    assert tuple(pooled.shape) == (2, 3, 8) and maps.shape == (2, 5, 5, 3)
+    assert layer.compute_output_shape((None, 5, 5, 8)) == [(None, 3, 8), (None, 5, 5, 3)]
+    assert (maps >= 0).all()
+    np.testing.assert_allclose(maps.sum(axis=(1, 2)), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(pooled), np.einsum("bhwk,bhwc->bkc", maps, x), rtol=1e-4, atol=1e-5)
+
+
+def test_class_wise_dense_reads_each_class_vector():
+    z = np.random.default_rng(3).normal(size=(2, 3, 8)).astype("float32")
+    layer = models.ClassWiseDense(activation="linear", kernel_regularizer=keras.regularizers.L2(0.1))
+    logits = np.asarray(layer(z))
+    expected = (z * layer.kernel.numpy()).sum(axis=-1) + layer.bias.numpy()
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-6)
+    assert len(layer.losses) == 1  # the L2 penalty
+    probs = np.asarray(models.ClassWiseDense()(z))
+    np.testing.assert_allclose(probs.sum(axis=-1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("make", [lambda: models.SoftAttentionPublic(heads=2), lambda: models.ClassAttention(classes=3)],
+                         ids=["public", "class"])
+def test_gradients_reach_the_attention_convolution(make):
+    keras.utils.set_random_seed(0)
+    layer = make()
+    x = tf.constant(_features(channels=8))
+    layer(x)
+    with tf.GradientTape() as tape:
+        out, _ = layer(x)
+        loss = tf.reduce_sum(out ** 2)
+    grads = dict(zip([w.name for w in layer.trainable_weights],
+                     tape.gradient(loss, layer.trainable_weights)))
+    assert set(grads) == {"kernel", "bias"}
+    assert float(tf.reduce_max(tf.abs(grads["kernel"]))) > 0
+
+
+def test_custom_layer_configs_round_trip():
+    layers = [
+        models.SoftAttentionPublic(heads=5, kernel_initializer="zeros", name="pub"),
+        models.ClassAttention(classes=4, kernel_size=1, name="cls"),
+        models.ClassWiseDense(activation="linear", kernel_regularizer=keras.regularizers.L2(0.01), name="cwd"),
+    ]
+    for layer in layers:
+        config = layer.get_config()
+        clone = type(layer).from_config(config)
+        assert clone.get_config() == config and clone.name == layer.name
+        assert keras.saving.get_registered_name(type(layer)) == f"lesionscan>{type(layer).__name__}"
+    assert layers[0].get_config()["heads"] == 5
+    assert (layers[1].get_config()["classes"], layers[1].get_config()["kernel_size"]) == (4, 1)
+    assert layers[2].get_config()["kernel_regularizer"]["config"]["l2"] == pytest.approx(0.01)
+
+
+# attention layer -> shape of its per-head maps for a 64 px input and attention_heads=3
+EXPECTED_ATTENTION = {
+    "baseline": {},
+    "soft_attention": {"soft_attention": (2, 2, 3)},
+    "soft_attention_public": {"soft_attention": (2, 2, 3)},
+    "multiscale": {"soft_attention": (2, 2, 3), "soft_attention_stage4": (4, 4, 3)},
+    "class_attention": {"class_attention": (2, 2, 7)},
+}
+
+
+def test_kinds_are_listed():
+    assert set(models.KINDS) == set(EXPECTED_ATTENTION) and models.KINDS[:2] == ("baseline", "soft_attention")
+
+
+@pytest.fixture(scope="module", params=models.KINDS)
+def trained(request, images, tmp_path_factory):
+    """One model per kind at 64 px: its weights before and after one training step, and a reloaded copy."""
+    kind = request.param
+    keras.utils.set_random_seed(0)
+    model = models.build_model(kind, image_size=64, attention_heads=3, gamma_init=0.7)
+    before = {f"{layer.name}/{w.name}": w.numpy().copy() for layer in model.layers
+              if layer.name in EXPECTED_ATTENTION[kind] or layer.name == "predictions" for w in layer.weights}
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy")
+    loss = model.train_on_batch(images, np.eye(7, dtype="float32")[[0, 3, 6]])
+    path = tmp_path_factory.mktemp(kind) / f"{kind}.keras"
+    model.save(path)
+    return kind, model, models.load_model(path), before, float(np.asarray(loss).ravel()[0])
+
+
+def test_every_kind_is_flat_and_trains_its_attention(trained, baseline_model):
+    kind, model, _, before, loss = trained
+    assert model.name == kind and model.output_shape == (None, 7) and np.isfinite(loss)
+    assert not any(isinstance(layer, keras.Model) for layer in model.layers)
+    backbone = [layer.name for layer in models.backbone_layers(model)]
+    assert backbone == [layer.name for layer in models.backbone_layers(baseline_model)]  # same layers unfreeze
+    assert not set(models.attention_layers(model)) & set(backbone)
+    assert set(models.attention_layers(model)) == set(EXPECTED_ATTENTION[kind])
+    for key, value in before.items():  # one Adam step moved every attention weight (gamma, kernel, bias)
+        layer_name, weight_name = key.split("/")
+        after = next(w for w in model.get_layer(layer_name).weights if w.name == weight_name).numpy()
+        assert np.any(after != value), f"{key} did not change: no gradient reached it"
+    if kind in ("soft_attention", "multiscale"):
+        assert any(key.endswith("/gamma") for key in before)
+
+
+def test_every_kind_round_trips(trained, images):
+    kind, model, reloaded, _, _ = trained
+    assert reloaded.name == kind
+    np.testing.assert_array_equal(model.predict(images, verbose=0), reloaded.predict(images, verbose=0))
+    assert ([layer.name for layer in models.backbone_layers(reloaded)]
+            == [layer.name for layer in models.backbone_layers(model)])
+    for layer in reloaded.layers:
+        if layer.name in EXPECTED_ATTENTION[kind] or layer.name == "predictions":
+            assert type(layer) is type(model.get_layer(layer.name))
+            assert layer.get_config() == model.get_layer(layer.name).get_config()
+    if kind == "soft_attention_public":
+        assert {w.name for w in reloaded.get_layer("soft_attention").weights} == {"kernel", "bias"}
+
+
+def test_every_attention_head_is_a_distribution_over_positions(trained, images):
+    kind, _, reloaded, _, _ = trained
+    for name, shape in EXPECTED_ATTENTION[kind].items():
+        heads = models.attention_heads(reloaded, images, layer=name)
+        assert heads.shape == (3, *shape)
+        assert (heads >= 0).all()
+        np.testing.assert_allclose(heads.sum(axis=(1, 2)), 1.0, rtol=1e-5)
+
+
+def test_attention_maps_of_every_kind(trained, images):
+    kind, _, reloaded, _, _ = trained
+    if kind == "baseline":
+        with pytest.raises(ParameterError, match="soft-attention"):
+            models.attention_maps(reloaded, images)
+        return
+    maps = models.attention_maps(reloaded, images, upsample_to=(16, 16))
+    assert maps.shape == (3, 16, 16)
+    maps = models.attention_maps(reloaded, images)
+    assert maps.shape == (3, 2, 2)
+    if kind == "class_attention":  # the predicted class's map, or a chosen class's
+        heads = models.attention_heads(reloaded, images)
+        predicted = reloaded.predict(images, verbose=0).argmax(axis=-1)
+        np.testing.assert_allclose(maps, heads[np.arange(3), :, :, predicted], rtol=1e-6)
+        np.testing.assert_allclose(models.attention_maps(reloaded, images, class_index=4), heads[..., 4], rtol=1e-6)
+        with pytest.raises(ParameterError, match="class_index"):
+            models.attention_maps(reloaded, images, class_index=7)
+    else:  # the sum over the K = 3 heads of the last stage
+        np.testing.assert_allclose(maps.sum(axis=(1, 2)), 3.0, rtol=1e-5)
+    if kind == "multiscale":
+        assert models.attention_maps(reloaded, images, layer="soft_attention_stage4").shape == (3, 4, 4)
+        with pytest.raises(ParameterError, match="no attention layer"):
+            models.attention_maps(reloaded, images, layer="gap")
+
+
+def test_grad_cam_works_on_every_kind(trained, images):
+    from lesionscan import explain
+
+    kind, _, reloaded, _, _ = trained
+    expected = "conv5_block3_out" if kind in ("baseline", "class_attention") else "soft_attention"
+    assert explain.default_layer(reloaded) == expected
+    cams = explain.gradcam(reloaded, images[:2], [0, 5])
+    assert cams.shape == (2, 64, 64) and np.isfinite(cams).all()
+
+
+def test_parameter_counts_of_every_kind():
+    table = models.parameter_counts(image_size=32, attention_heads=2)
+    assert list(table.columns) == ["kind", "parameters", "trainable", "beyond_baseline"]
+    assert tuple(table["kind"]) == models.KINDS
+    extra = dict(zip(table["kind"], table["beyond_baseline"]))
+    sa4, sa5 = 3 * 3 * 1024 * 2 + 2 + 1, 3 * 3 * 2048 * 2 + 2 + 1  # kernel, biases, gamma
+    assert extra == {
+        "baseline": 0,
+        "soft_attention": sa5,
+        "soft_attention_public": 2048 * 3 * 3 * 1 * 2 + 2,  # no gamma
+        "multiscale": sa5 + sa4 + 1024 * 7,  # and the classifier reads 1024 more features
+        "class_attention": 3 * 3 * 2048 * 7 + 7,  # the class-wise classifier has a dense layer's weights
+    }
+    frozen = table["parameters"] - table["trainable"]  # batch-normalisation statistics only
+    assert frozen.nunique() == 1 and frozen.iloc[0] > 0

@@ -93,3 +93,18 @@ def test_a_failing_chapter_stops_the_run_naming_chapter_and_error(tmp_path):
     (stage / "notebooks").mkdir(parents=True)
     with pytest.raises(ChapterError, match=r"chapter 99_broken failed in cell \d+: ValueError: the data folder was empty"):
         study.execute_chapter(root, "99_broken", stage, run)
+
+
+def test_same_profile_and_seed_give_identical_metrics(smoke_run, tmp_path_factory):
+    """Determinism end to end: a second smoke study writes the same metrics and predictions."""
+    first_dir, _ = smoke_run
+    artifacts = tmp_path_factory.mktemp("again") / "artifacts"
+    study.run_study("smoke", artifacts=str(artifacts), chapters=study.CHAPTERS[:4], build=False)
+    second_dir = artifacts / "smoke"
+    assert (first_dir / "split.csv").read_bytes() == (second_dir / "split.csv").read_bytes()
+    for name in ("baseline", "soft_attention"):
+        first = json.loads((first_dir / "metrics" / f"{name}.json").read_text())
+        second = json.loads((second_dir / "metrics" / f"{name}.json").read_text())
+        assert first == second, name
+        assert ((first_dir / "predictions" / f"{name}.csv").read_bytes()
+                == (second_dir / "predictions" / f"{name}.csv").read_bytes())

@@ -166,3 +166,171 @@ def test_train_quiet_and_class_weights_off(monkeypatch, capsys):
     assert history["phase"].tolist() == ["frozen"]
     assert [c["class_weight"] for c in calls] == [None]
     assert "epoch" not in capsys.readouterr().out
+
+
+# --- phase-1 feature caching -------------------------------------------------------------------------
+
+CACHE_SIZE = 64  # 2 x 2 final feature map: the attention softmax has more than one position
+
+
+@pytest.mark.parametrize("kind", models.KINDS)
+def test_head_on_features_matches_model(kind):
+    keras.utils.set_random_seed(1)
+    net = models.build_model(kind, image_size=CACHE_SIZE, attention_heads=2)
+    feature_model, head_model = train.split_at_backbone(net)
+    # the head shares the model's layers: same variable objects, no copies
+    model_vars = {id(v) for v in net.weights}
+    assert head_model.weights and all(id(v) in model_vars for v in head_model.weights)
+    assert not {id(v) for v in feature_model.weights} & {id(v) for v in head_model.weights}
+    backbone = {id(layer) for layer in models.backbone_layers(net)}
+    assert all(id(t._keras_history.operation) in backbone for t in train.feature_tensors(net))
+    x = np.random.default_rng(0).normal(0, 60, (3, CACHE_SIZE, CACHE_SIZE, 3)).astype("float32")
+    features = feature_model.predict_on_batch(x)
+    np.testing.assert_allclose(head_model.predict_on_batch(features), net.predict_on_batch(x), atol=1e-5)
+    # and through the float16 cache (stored features round to 3 significant digits)
+    cache = train.extract_features(feature_model, tf.data.Dataset.from_tensor_slices(
+        (x, np.eye(7, dtype="float32")[:3])).batch(2))
+    assert all(a.dtype == np.float16 for a in cache.features) and cache.n_samples == 3
+    ds = train.feature_dataset(cache, [t.dtype for t in keras.tree.flatten(head_model.inputs)])
+    np.testing.assert_allclose(head_model.predict(ds, verbose=0), net.predict_on_batch(x), atol=2e-3)
+
+
+def _count_calls(monkeypatch):
+    """Count predict_on_batch calls per model name and the model each fit trains."""
+    calls = {"predict_on_batch": {}, "fit": []}
+    real_pob, real_fit = keras.Model.predict_on_batch, keras.Model.fit
+
+    def pob(self, *args, **kwargs):
+        calls["predict_on_batch"][self.name] = calls["predict_on_batch"].get(self.name, 0) + 1
+        return real_pob(self, *args, **kwargs)
+
+    def fit(self, *args, **kwargs):
+        calls["fit"].append(self.name)
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "predict_on_batch", pob)
+    monkeypatch.setattr(keras.Model, "fit", fit)
+    return calls
+
+
+def test_cached_phase1_runs_backbone_once(monkeypatch, capsys):
+    calls = _count_calls(monkeypatch)
+    train.seed_everything(3)
+    net = models.build_model("soft_attention", image_size=SIZE, attention_heads=2)
+    cfg = train.TrainConfig(schedule="two-phase", epochs_phase1=3, epochs_phase2=1, early_stopping_patience=9)
+    history = train.train(net, _data(8, seed=1), _data(4, seed=2), cfg, class_weight={i: 1.0 for i in range(7)})
+    assert list(history.columns) == train.HISTORY_COLUMNS
+    assert history["phase"].tolist() == ["frozen"] * 3 + ["finetune"]
+    assert history["epoch"].tolist() == [1, 2, 3, 4]
+    assert history[["loss", "accuracy", "val_loss", "val_accuracy"]].notna().all().all()
+    # 2 training batches + 1 validation batch through the backbone, once, for 3 epochs
+    assert calls["predict_on_batch"] == {"soft_attention_features": 3}
+    assert calls["fit"] == ["soft_attention_head", "soft_attention"]
+    assert "features cached once: 8 training samples (1 draw), 4 validation images" in capsys.readouterr().out
+
+
+def _counting_dataset(n, seed, passes):
+    """Like the pipeline: a new random draw each time the dataset is iterated (counted in ``passes``)."""
+
+    def gen():
+        passes.append(1)
+        rng = np.random.default_rng([seed, len(passes)])
+        x = rng.normal(0, 60, (n, SIZE, SIZE, 3)).astype("float32")
+        y = np.eye(7, dtype="float32")[rng.integers(0, 7, n)]
+        for i in range(0, n, 4):
+            yield x[i:i + 4], y[i:i + 4]
+
+    spec = (tf.TensorSpec((None, SIZE, SIZE, 3), tf.float32), tf.TensorSpec((None, 7), tf.float32))
+    return tf.data.Dataset.from_generator(gen, output_signature=spec).apply(
+        tf.data.experimental.assert_cardinality(n // 4))
+
+
+@pytest.mark.parametrize("cache_max_gb, fit_name, expected_passes", [(1.0, "baseline_head", 2),
+                                                                     (1e-9, "baseline", 1 + 3)])
+def test_cache_draws_and_memory_budget(monkeypatch, cache_max_gb, fit_name, expected_passes):
+    calls = _count_calls(monkeypatch)
+    train.seed_everything(4)
+    net = models.build_model("baseline", image_size=SIZE)
+    conv = net.get_layer("conv5_block3_3_conv").kernel.numpy().copy()
+    head = net.get_layer("predictions").kernel.numpy().copy()
+    passes = []
+    cfg = train.TrainConfig(schedule="two-phase", epochs_phase1=3, epochs_phase2=0, cache_draws=2,
+                            cache_max_gb=cache_max_gb, early_stopping_patience=9)
+    history = train.train(net, _counting_dataset(8, 0, passes), _data(4, seed=2), cfg, verbose=0)
+    assert len(history) == 3 and calls["fit"] == [fit_name]
+    # cached: 2 draws for 3 epochs; over budget: the probe's (one batch) and one pass per epoch
+    assert len(passes) == expected_passes
+    np.testing.assert_array_equal(net.get_layer("conv5_block3_3_conv").kernel.numpy(), conv)
+    assert not np.array_equal(net.get_layer("predictions").kernel.numpy(), head)
+
+
+def test_cache_features_off_trains_on_images(monkeypatch):
+    calls = _count_calls(monkeypatch)
+    train.seed_everything(0)
+    net = models.build_model("baseline", image_size=SIZE)
+    cfg = train.TrainConfig(schedule="two-phase", epochs_phase1=1, epochs_phase2=0, cache_features=False)
+    train.train(net, _data(4, 1), _data(4, 2), cfg, verbose=0)
+    assert calls["fit"] == ["baseline"] and calls["predict_on_batch"] == {}
+    assert train.TrainConfig.from_params({"cache_features": False}).cache_features is False
+    with pytest.raises(ParameterError, match="cache_draws"):
+        train.train(net, _data(4, 1), _data(4, 2), train.TrainConfig(cache_draws=0), verbose=0)
+
+
+def test_feature_dataset_cycles_draws_in_new_orders():
+    features = np.arange(10, dtype=np.float16)[:, None] * np.ones((1, 3), np.float16)
+    labels = np.arange(10, dtype=np.int64)
+    cache = train.FeatureCache(features=[features], targets=[labels], draws=[(0, 6), (6, 10)], batch_size=4)
+    ds = train.feature_dataset(cache, ["float32"], shuffle_seed=5)
+    epochs = [np.concatenate([y.numpy() for _, y in ds]) for _ in range(3)]
+    assert sorted(epochs[0]) == list(range(6)) and sorted(epochs[1]) == list(range(6, 10))
+    assert sorted(epochs[2]) == list(range(6)) and not np.array_equal(epochs[2], epochs[0])  # draw 0, new order
+    x, y = next(iter(ds))
+    assert x.dtype == tf.float32 and x.shape == (4, 3) and np.array_equal(x.numpy()[:, 0], y.numpy())
+    val = train.feature_dataset(cache, ["float32"])
+    assert [len(y) for _, y in val] == [4, 4, 2] and np.concatenate([y for _, y in val]).tolist() == list(range(10))
+    assert val.cardinality().numpy() == 3
+
+
+def test_extract_features_float16_overflow_and_budget():
+    inputs = keras.Input((2,))
+    scale = keras.Model(inputs, [keras.layers.Rescaling(1.0)(inputs), keras.layers.Rescaling(1e5)(inputs)])
+    x = np.ones((5, 2), np.float32)
+    ds = tf.data.Dataset.from_tensor_slices((x, np.arange(5))).batch(2)
+    cache = train.extract_features(scale, ds, draws=2)
+    assert cache.draws == [(0, 5), (5, 10)] and cache.batch_size == 2 and cache.n_samples == 10
+    assert cache.features[0].dtype == np.float16  # fits float16
+    assert cache.features[1].dtype == np.float32 and np.all(cache.features[1] == 1e5)  # would overflow it
+    assert cache.targets[0].tolist() == list(range(5)) * 2
+    assert train.extract_features(scale, ds, max_bytes=10) is None
+
+
+# --- precision ----------------------------------------------------------------------------------------
+
+@pytest.fixture
+def restore_policy():
+    before = keras.mixed_precision.global_policy().name
+    yield
+    keras.mixed_precision.set_global_policy(before)
+
+
+def test_configure_precision_float32_on_cpu_mixed_on_gpu(monkeypatch, restore_policy):
+    if not tf.config.list_physical_devices("GPU"):
+        assert train.configure_precision() == "float32"
+        assert keras.mixed_precision.global_policy().name == "float32"
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["GPU:0"] if kind == "GPU" else [])
+    assert train.configure_precision() == "mixed_float16"
+    assert keras.mixed_precision.global_policy().name == "mixed_float16"
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+    assert train.configure_precision() == "float32"
+
+
+def test_cached_training_under_mixed_precision(restore_policy):
+    """What a GPU run does (float16 features, loss scaling, lr logging), checked on the CPU at 32 px."""
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    train.seed_everything(2)
+    net = models.build_model("soft_attention", image_size=SIZE, attention_heads=2)
+    cfg = train.TrainConfig(schedule="two-phase", epochs_phase1=2, epochs_phase2=0)
+    history = train.train(net, _data(8, seed=1), _data(4, seed=2), cfg, verbose=0)
+    assert history["phase"].tolist() == ["frozen"] * 2
+    assert np.isfinite(history[["loss", "val_loss"]].to_numpy()).all()
+    assert history["lr"].tolist() == pytest.approx([1e-4, 1e-4])
