@@ -28,9 +28,26 @@ class Result:
     metrics: dict
 
 
-def subsets(run: Run) -> dict[str, pd.DataFrame]:
-    """The run's split joined with image paths, one frame per subset."""
-    frame = split.read_split(run.split_path).merge(
+def split_table(run: Run, protocol: str | None = None) -> pd.DataFrame:
+    """The split of ``protocol`` (default: the run's own, written by chapter 2).
+
+    Other protocols (the leakage audit) are made with the run's seed and
+    written to ``splits/PROTOCOL.csv`` the first time they are asked for.
+    """
+    if protocol is None or protocol == run.params["split_protocol"]:
+        return split.read_split(run.split_path)
+    path = run.dir / "splits" / f"{protocol}.csv"
+    if not path.exists():
+        p = run.params
+        table = split.make_split(data.load_dataset(run.data_dir, verify_images=False), protocol, seed=p["seed"],
+                                 val_fraction=p["val_fraction"], test_fraction=p["test_fraction"])
+        split.write_split(table, path)
+    return split.read_split(path)
+
+
+def subsets(run: Run, protocol: str | None = None) -> dict[str, pd.DataFrame]:
+    """A split joined with image paths, one frame per subset."""
+    frame = split_table(run, protocol).merge(
         data.load_dataset(run.data_dir, verify_images=False)[["image_id", "image_path"]], on="image_id")
     return {name: frame[frame["subset"] == name].reset_index(drop=True) for name in ("train", "val", "test")}
 
@@ -48,41 +65,50 @@ def eval_dataset(run: Run, frame: pd.DataFrame):
 
 
 def build(run: Run, kind: str):
-    """The model ``kind`` ("baseline" or "soft_attention") with the run's settings."""
+    """The model ``kind`` (see ``models.KINDS``) with the run's settings."""
     p = run.params
     return models.build_model(kind, image_size=p["image_size"], weights=p["weights"], dropout=p["dropout"],
-                              l2=p["l2"], attention_heads=p["attention_heads"], gamma_init=p["gamma_init"], bn_momentum=p["bn_momentum"])
+                              l2=p["l2"], attention_heads=p["attention_heads"], gamma_init=p["gamma_init"],
+                              bn_momentum=p["bn_momentum"])
 
 
-def train_and_evaluate(run: Run, kind: str) -> Result:
-    """Train ``kind`` on the run's training subset, save everything, score it on the test subset."""
+def train_and_evaluate(run: Run, kind: str, name: str | None = None, seed: int | None = None,
+                       protocol: str | None = None) -> Result:
+    """Train ``kind`` on a training subset, save everything as ``name``, score it on the test subset.
+
+    ``seed`` (training seed: initialisation, sampling, augmentation) and
+    ``protocol`` (split) default to the run's; the ablation chapter varies
+    them, and names the results (e.g. ``soft_attention_seed1``).
+    """
     p = run.params
-    train.seed_everything(p["seed"], deterministic=p["deterministic"])
-    parts = subsets(run)
+    name = name or kind
+    seed = p["seed"] if seed is None else int(seed)
+    train.seed_everything(seed, deterministic=p["deterministic"])
+    parts = subsets(run, protocol)
     train_labels = _labels(parts["train"])
     train_ds = pipeline.make_dataset(parts["train"]["image_path"].tolist(), train_labels,
                                      image_size=p["image_size"], batch_size=p["batch_size"], training=True,
                                      augment=p["augment"], balance_target=p["balance_target"] or None,
-                                     seed=p["seed"])
+                                     seed=seed)
     class_weight = pipeline.epoch_class_weights(train_labels, p["balance_target"]) if p["class_weights"] else None
     model = build(run, kind)
-    print(f"{kind}: {model.count_params():,} parameters; {len(parts['train'])} training images, "
+    print(f"{name}: {model.count_params():,} parameters; {len(parts['train'])} training images, "
           f"{len(parts['val'])} validation images", flush=True)
     history = train.train(model, train_ds, eval_dataset(run, parts["val"]), train.TrainConfig.from_params(p),
                           class_weight=class_weight)
 
-    with atomic.atomic_path(run.model_path(kind)) as tmp:
+    with atomic.atomic_path(run.model_path(name)) as tmp:
         model.save(tmp)
-    atomic.write_csv(run.history_path(kind), history)
+    atomic.write_csv(run.history_path(name), history)
 
     test = parts["test"]
     probs = model.predict(eval_dataset(run, test), verbose=0)
     predictions = evaluate.predictions_frame(test["image_id"].tolist(), test["dx"].tolist(), probs)
-    atomic.write_csv(run.predictions_path(kind), predictions)
+    atomic.write_csv(run.predictions_path(name), predictions)
     metrics = evaluate.compute_metrics(predictions)
-    metrics.update(model=kind, data=run.data_label, initialisation=run.weights_label,
-                   epochs_trained=int(len(history)))
-    atomic.write_json(run.metrics_path(kind), metrics)
+    metrics.update(model=kind, name=name, seed=seed, split_protocol=protocol or p["split_protocol"],
+                   data=run.data_label, initialisation=run.weights_label, epochs_trained=int(len(history)))
+    atomic.write_json(run.metrics_path(name), metrics)
     return Result(model=model, history=history, predictions=predictions, metrics=metrics)
 
 

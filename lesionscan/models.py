@@ -479,8 +479,22 @@ def attention_heads(model: keras.Model, images_preprocessed, layer: str | None =
     ``class_attention``, "class_attention", whose head c is class c's map.
     """
     att = _attention_layer(model, layer)
-    probe = keras.Model(model.inputs, att.output[1])
-    return probe.predict(np.asarray(images_preprocessed, dtype="float32"), batch_size=batch_size, verbose=0)
+    return _run(keras.Model(model.inputs[0], att.output[1]), images_preprocessed, batch_size)[0]
+
+
+def _run(probe: keras.Model, images, batch_size: int) -> list[np.ndarray]:
+    """Outputs of a throwaway probe model, batch by batch in inference mode (no graph to trace, unlike predict)."""
+    images = np.asarray(images, dtype="float32")
+    if batch_size < 1:
+        raise ParameterError(f"batch_size must be at least 1, got {batch_size}")
+    parts = []
+    for start in range(0, len(images), batch_size):
+        out = probe(images[start:start + batch_size], training=False)
+        parts.append([np.asarray(o) for o in (out if isinstance(out, (list, tuple)) else [out])])
+    if not parts:  # no images: run one dummy image to learn the output shapes
+        out = probe(np.zeros((1, *images.shape[1:]), dtype="float32"), training=False)
+        return [np.zeros((0, *o.shape[1:]), dtype="float32") for o in (out if isinstance(out, (list, tuple)) else [out])]
+    return [np.concatenate(column) for column in zip(*parts)]
 
 
 def attention_maps(model: keras.Model, images_preprocessed, upsample_to=None,
@@ -500,14 +514,16 @@ def attention_maps(model: keras.Model, images_preprocessed, upsample_to=None,
     images = np.asarray(images_preprocessed, dtype="float32")
     att = _attention_layer(model, layer)
     if isinstance(att, ClassAttention):
-        probe = keras.Model(model.inputs, [att.output[1], model.outputs[0]])
-        heads, probs = probe.predict(images, batch_size=batch_size, verbose=0)
+        if class_index is not None:
+            try:
+                chosen = np.broadcast_to(np.asarray(class_index, dtype=int), (len(images),))
+            except ValueError:
+                raise ParameterError(f"class_index: expected one class or one per image ({len(images)})") from None
+            if np.any((chosen < 0) | (chosen >= att.classes)):
+                raise ParameterError(f"class_index {class_index}: expected classes 0..{att.classes - 1}")
+        heads, probs = _run(keras.Model(model.inputs[0], [att.output[1], model.outputs[0]]), images, batch_size)
         if class_index is None:
             chosen = probs.argmax(axis=-1)
-        else:
-            chosen = np.broadcast_to(np.asarray(class_index, dtype=int), (len(images),))
-        if np.any((chosen < 0) | (chosen >= heads.shape[-1])):
-            raise ParameterError(f"class_index {class_index}: expected 0..{heads.shape[-1] - 1}")
         summed = heads[np.arange(len(images)), :, :, chosen]
     else:
         if class_index is not None:

@@ -6,6 +6,13 @@ float32 copies exist one batch at a time. Training batches are resampled
 towards a fixed number of images per class (a new draw each epoch, from the
 seed), shuffled and augmented; evaluation batches keep the input order and are
 never augmented.
+
+Augmentation is one random affine warp per image (flips, rotation, zoom and
+shear composed into a single transform, so one interpolation) plus a
+brightness shift, drawn by stateless random ops from (seed, epoch, batch).
+Batches can therefore be augmented in parallel and still come out the same
+for the same seed; with Keras' preprocessing layers (four warps, a shared
+random state) the map had to run one batch at a time, several times slower.
 """
 
 from __future__ import annotations
@@ -51,25 +58,88 @@ def load_image(path, image_size: int) -> np.ndarray:
         raise DataError(f"{path}: cannot decode image ({exc})") from None
 
 
-def augmenter(seed: int, rotation: float = ROTATION, zoom: float = ZOOM, brightness: float = BRIGHTNESS,
-              shear: float = SHEAR, flip: bool = True) -> keras.Sequential:
-    """Random flips, rotation, zoom, brightness and shear as Keras preprocessing layers.
+def augment_images(images, seed, rotation: float = ROTATION, zoom: float = ZOOM, brightness: float = BRIGHTNESS,
+                   shear: float = SHEAR, flip: bool = True) -> tf.Tensor:
+    """Randomly flipped, rotated, zoomed, sheared and brightened copies of float images in 0..255.
 
-    Works on float images in 0..255 (before ``preprocess``); a factor of 0 leaves
-    that transform out. Each layer gets its own seed derived from ``seed``.
+    ``images``: (N, H, W, 3); ``seed``: two integers. Stateless: the same seed
+    gives the same output. Per image: horizontal and vertical flips (each with
+    probability 1/2), a rotation by up to ``rotation`` of a full turn either way,
+    a zoom of +-``zoom`` (both axes alike), a shear of +-``shear`` on each axis,
+    all composed into one bilinear warp about the centre with reflected
+    borders; then a brightness shift of +-``brightness`` x 255, clipped to
+    0..255. The ranges are those of Keras' RandomFlip/RandomRotation/RandomZoom/
+    RandomShear/RandomBrightness with the same factors; a factor of 0 (or
+    flip=False) leaves that transform out.
     """
-    layers = []
-    if flip:
-        layers.append(keras.layers.RandomFlip("horizontal_and_vertical", seed=seed))
-    if rotation:
-        layers.append(keras.layers.RandomRotation(rotation, fill_mode="reflect", seed=seed + 1))
-    if zoom:
-        layers.append(keras.layers.RandomZoom(zoom, fill_mode="reflect", seed=seed + 2))
-    if shear and hasattr(keras.layers, "RandomShear"):
-        layers.append(keras.layers.RandomShear(x_factor=shear, y_factor=shear, fill_mode="reflect", seed=seed + 3))
+    images = tf.convert_to_tensor(images, tf.float32)
+    shape = tf.shape(images)
+    n = shape[0]
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 7)
+
+    def uniform(i, low, high):
+        return tf.random.stateless_uniform([n], seeds[i], low, high)
+
+    one, zero = tf.ones([n]), tf.zeros([n])
+    flip_x = tf.where(uniform(0, 0.0, 1.0) < 0.5, -one, one) if flip else one
+    flip_y = tf.where(uniform(1, 0.0, 1.0) < 0.5, -one, one) if flip else one
+    angle = uniform(2, -rotation, rotation) * (2 * math.pi) if rotation else zero
+    scale = 1.0 + uniform(3, -zoom, zoom) if zoom else one
+    shear_x = uniform(4, -shear, shear) if shear else zero
+    shear_y = uniform(5, -shear, shear) if shear else zero
+    out = images
+    if flip or rotation or zoom or shear:
+        # Output -> input pixel map, flip . rotation . zoom . shear about the centre
+        # (the composition Keras' layers apply one after another).
+        cos, sin = tf.cos(angle), tf.sin(angle)
+        a00 = flip_x * scale * (cos - sin * shear_y)
+        a01 = flip_x * scale * (cos * shear_x - sin)
+        a10 = flip_y * scale * (sin + cos * shear_y)
+        a11 = flip_y * scale * (sin * shear_x + cos)
+        cx = (tf.cast(shape[2], tf.float32) - 1) / 2
+        cy = (tf.cast(shape[1], tf.float32) - 1) / 2
+        transforms = tf.stack([a00, a01, cx - a00 * cx - a01 * cy,
+                               a10, a11, cy - a10 * cx - a11 * cy, zero, zero], axis=1)
+        out = tf.raw_ops.ImageProjectiveTransformV3(
+            images=images, transforms=transforms, output_shape=shape[1:3], fill_value=0.0,
+            interpolation="BILINEAR", fill_mode="REFLECT")
     if brightness:
-        layers.append(keras.layers.RandomBrightness(brightness, value_range=(0, 255), seed=seed + 4))
-    return keras.Sequential(layers or [keras.layers.Identity()], name="augmenter")
+        delta = uniform(6, -brightness, brightness) * 255.0
+        out = tf.clip_by_value(out + delta[:, None, None, None], 0.0, 255.0)
+    return out
+
+
+class Augment(keras.layers.Layer):
+    """:func:`augment_images` as a layer with its own random state: each call draws anew.
+
+    For showing augmented copies (notebook 02); ``make_dataset`` calls
+    :func:`augment_images` with per-batch seeds instead. ``training=False``
+    returns the images unchanged.
+    """
+
+    def __init__(self, seed: int = 0, rotation: float = ROTATION, zoom: float = ZOOM, brightness: float = BRIGHTNESS,
+                 shear: float = SHEAR, flip: bool = True, **kwargs):
+        kwargs.setdefault("name", "augmenter")
+        super().__init__(**kwargs)
+        self.factors = dict(rotation=float(rotation), zoom=float(zoom), brightness=float(brightness),
+                            shear=float(shear), flip=bool(flip))
+        self.seed_generator = keras.random.SeedGenerator(int(seed))
+
+    def call(self, images, training=True):
+        """Augmented images (float, 0..255), or the images themselves when not training."""
+        if not training:
+            return images
+        return augment_images(images, self.seed_generator.next(), **self.factors)
+
+
+def augmenter(seed: int, rotation: float = ROTATION, zoom: float = ZOOM, brightness: float = BRIGHTNESS,
+              shear: float = SHEAR, flip: bool = True) -> Augment:
+    """The training augmentation as a layer: ``augmenter(seed)(images, training=True)``.
+
+    Works on float images in 0..255 (before ``preprocess``); a factor of 0
+    leaves that transform out. Same transforms and ranges as the pipeline's.
+    """
+    return Augment(seed, rotation=rotation, zoom=zoom, brightness=brightness, shear=shear, flip=flip)
 
 
 def balanced_indices(labels, target_per_class: int, seed: int) -> np.ndarray:
@@ -159,22 +229,30 @@ def make_dataset(paths, labels, image_size: int, batch_size: int, training: bool
         return np.random.default_rng(epoch_seed).permutation(idx)
 
     def batches():
-        """Yield uint8 image batches and integer labels for one epoch."""
+        """Yield uint8 image batches, integer labels and the batch's augmentation key for one epoch."""
+        epoch = state["epoch"]
         idx = order()
-        for start in range(0, len(idx), batch_size):
+        for batch_no, start in enumerate(range(0, len(idx), batch_size)):
             chunk = idx[start:start + batch_size]
-            yield store.get(chunk), labels[chunk]
+            yield store.get(chunk), labels[chunk], np.int64(epoch) * 2**32 + batch_no
 
     size = int(image_size)
+    augmenting = training and augment
+    base_seed = tf.constant(int(seed), tf.int64)
+
+    def to_model_input(x, y, key):
+        """uint8 batch -> (augmented,) preprocessed float32 images and one-hot labels."""
+        x = tf.cast(x, tf.float32)
+        if augmenting:
+            x = augment_images(x, tf.stack([base_seed, key]))
+        return preprocess(x), tf.one_hot(y, n_classes, dtype=tf.float32)
+
     ds = tf.data.Dataset.from_generator(batches, output_signature=(
-        tf.TensorSpec((None, size, size, 3), tf.uint8), tf.TensorSpec((None,), tf.int64)))
+        tf.TensorSpec((None, size, size, 3), tf.uint8), tf.TensorSpec((None,), tf.int64),
+        tf.TensorSpec((), tf.int64)))
     ds = ds.apply(tf.data.experimental.assert_cardinality(math.ceil(epoch_size / batch_size)))
-    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), tf.one_hot(y, n_classes, dtype=tf.float32)))
-    if training and augment:
-        aug = augmenter(int(seed))
-        # Sequential (not parallel) map: the layers' seed state advances in a fixed order.
-        ds = ds.map(lambda x, y: (aug(x, training=True), y))
-    ds = ds.map(lambda x, y: (preprocess(x), y), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    # Stateless augmentation: batches may be processed in parallel, in a deterministic order.
+    ds = ds.map(to_model_input, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

@@ -27,7 +27,7 @@ _SMOKE: dict[str, Any] = {
     "image_size": 96,             # square input side in px (ResNet50 feature map = size / 32)
     "batch_size": 32,
     "augment": True,              # rotation, flips, zoom, brightness, shear on training data
-    "balance_target": 100,        # training images per class per epoch (0 = no balancing)
+    "balance_target": 60,         # training images per class per epoch (0 = no balancing)
     "class_weights": True,
     # models
     "weights": "none",            # "imagenet", "none" or a path to ResNet50 no-top weights
@@ -38,7 +38,7 @@ _SMOKE: dict[str, Any] = {
     "bn_momentum": 0.9,           # batch-norm momentum; short from-scratch training needs < Keras' 0.99
     # training
     "schedule": "auto",           # "auto": two-phase with pretrained weights, full otherwise
-    "epochs": 8,                  # single-phase ("full") training epochs
+    "epochs": 6,                  # single-phase ("full") training epochs
     "epochs_phase1": 10,          # frozen backbone
     "epochs_phase2": 20,          # last unfreeze_fraction of the backbone trainable
     "lr_full": 1e-3,
@@ -46,13 +46,16 @@ _SMOKE: dict[str, Any] = {
     "lr_phase2": 1e-5,
     "unfreeze_fraction": 0.4,
     "label_smoothing": 0.1,
-    "early_stopping_patience": 4,
+    "early_stopping_patience": 3,
     "lr_patience": 2,
     "lr_factor": 0.2,
     "cache_features": True,       # phase 1: compute the frozen backbone's features once, train the head on them
     "deterministic": True,        # TensorFlow op determinism: same seed, same metrics
     # evaluation
     "bootstrap_resamples": 1000,  # test-set resamples for every 95 % interval
+    "ablation_models": "multiscale,class_attention,soft_attention_public",  # trained beside the two main models
+    "extra_seeds": "",            # more training seeds for both main models, comma-separated (e.g. "1,2")
+    "leakage_protocols": "image",  # protocols the SA model is also trained and tested under
     # interpretability
     "explain_images": 6,          # test images shown with attention maps and Grad-CAM
 }
@@ -70,6 +73,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         early_stopping_patience=5,
         lr_patience=2,
         explain_images=8,
+        leakage_protocols="image,lesion",
     ),
     # The report's protocol at full size; meant for a GPU with ImageNet weights.
     "paper": dict(
@@ -80,6 +84,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         balance_target=2000,
         weights="imagenet",
         bn_momentum=0.99,
+        extra_seeds="1,2",
+        leakage_protocols="image,lesion",
         epochs_phase1=20,
         epochs_phase2=50,
         epochs=70,
@@ -125,6 +131,11 @@ def _parse_value(name: str, text: str, default: Any) -> Any:
     return text
 
 
+def as_list(value) -> list[str]:
+    """A comma-separated parameter (``"image,lesion"``) as a list; an empty string means none."""
+    return [item.strip() for item in str(value).split(",") if item.strip()]
+
+
 def _check(params: dict[str, Any]) -> None:
     """Reject values outside their allowed choices or ranges, naming the parameter."""
     for name, choices in _CHOICES.items():
@@ -135,6 +146,13 @@ def _check(params: dict[str, Any]) -> None:
     for name in ("val_fraction", "test_fraction", "unfreeze_fraction", "dropout", "label_smoothing"):
         if not 0 <= params[name] < 1:
             raise ParameterError(f"{name}={params[name]}: expected a fraction in [0, 1)")
+    for protocol in as_list(params["leakage_protocols"]):
+        if protocol not in _CHOICES["split_protocol"]:
+            raise ParameterError(f"leakage_protocols: {protocol!r} is not a split protocol; expected some of "
+                                 f"{', '.join(_CHOICES['split_protocol'])}, comma-separated")
+    for seed in as_list(params["extra_seeds"]):
+        if not seed.isdigit():
+            raise ParameterError(f"extra_seeds: {seed!r} is not a seed; expected integers, comma-separated (e.g. 1,2)")
     for name in ("batch_size", "attention_heads", "synthetic_images", "synthetic_size"):
         if params[name] < 1:
             raise ParameterError(f"{name}={params[name]}: expected a positive integer")

@@ -240,10 +240,12 @@ def extract_features(feature_model: keras.Model, dataset, draws: int = 1,
     """Run ``feature_model`` over ``draws`` passes of ``dataset`` (batch by batch); store the outputs.
 
     Each pass iterates the dataset anew, so a training pipeline gives a new
-    balanced draw and augmentation per pass. Features are stored as float16.
-    Returns None, having computed at most one batch, if the cache would need
-    more than ``max_bytes`` (estimated from the dataset's cardinality), or if
-    the dataset is endless.
+    balanced draw and augmentation per pass. Features are stored as float16
+    (float32 for a tensor whose values overflow float16). Returns None if the
+    dataset is endless, or if the cache would need more than ``max_bytes``
+    (estimated at the first batch from the dataset's cardinality): then one
+    batch was computed and one pass started, which moves a training
+    pipeline on by one draw.
     """
     n_batches = int(dataset.cardinality())
     if n_batches == tf.data.INFINITE_CARDINALITY:
@@ -385,13 +387,17 @@ class _EpochLog(keras.callbacks.Callback):
 
 
 def train(model: keras.Model, train_ds, val_ds, config: TrainConfig, class_weight: dict | None = None,
-          verbose: int = 2) -> pd.DataFrame:
+          verbose: int = 2, callbacks: list | None = None) -> pd.DataFrame:
     """Train ``model`` by ``config``'s schedule; return the history, one row per epoch.
 
     Columns: epoch (global, 1-based), phase, loss, accuracy, val_loss,
     val_accuracy, lr. ``class_weight`` is applied only if
     ``config.use_class_weights``. verbose=0 is silent; otherwise one line per
-    epoch, with the phase name.
+    epoch, with the phase name. With ``config.cache_features`` phase "frozen"
+    trains the head model on cached backbone features (module docstring);
+    ``train_ds`` must then yield ``(images, labels[, sample_weights])``.
+    ``callbacks``: extra Keras callbacks added to every phase's fit (timing,
+    say); in a cached phase 1 their ``self.model`` is the head model.
     """
     if int(config.cache_draws) < 1:
         raise ParameterError(f"cache_draws={config.cache_draws}: expected a positive integer")
@@ -409,14 +415,14 @@ def train(model: keras.Model, train_ds, val_ds, config: TrainConfig, class_weigh
                           loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
                           metrics=["accuracy"])
         before = len(rows)
-        callbacks = [
+        phase_callbacks = [
             _EpochLog(phase, epoch + n_epochs, rows, verbose),
             keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.early_stopping_patience,
                                           restore_best_weights=True),
             keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=config.lr_factor,
                                               patience=config.lr_patience, verbose=0),
-        ]
+        ] + list(callbacks or [])
         fit_model.fit(fit_train, validation_data=fit_val, initial_epoch=epoch, epochs=epoch + n_epochs,
-                      class_weight=weights, callbacks=callbacks, shuffle=False, verbose=0)
+                      class_weight=weights, callbacks=phase_callbacks, shuffle=False, verbose=0)
         epoch += len(rows) - before
     return pd.DataFrame(rows, columns=HISTORY_COLUMNS)

@@ -137,12 +137,39 @@ def test_class_weights_balanced():
     assert weights[5] == pytest.approx(6 / (3 * 2))
 
 
-def test_augmenter_layers_and_zero_factors():
-    names = [type(layer).__name__ for layer in pipeline.augmenter(0).layers]
-    assert names[:3] == ["RandomFlip", "RandomRotation", "RandomZoom"] and "RandomBrightness" in names
-    assert "RandomShear" in names  # present in Keras >= 3.6
-    none = pipeline.augmenter(0, rotation=0, zoom=0, brightness=0, shear=0, flip=False)
+def test_augmenter_layer_draws_anew_and_zero_factors():
     x = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype("float32")
+    none = pipeline.augmenter(0, rotation=0, zoom=0, brightness=0, shear=0, flip=False)
     np.testing.assert_array_equal(np.asarray(none(x, training=True)), x)
-    out = np.asarray(pipeline.augmenter(0)(x, training=True))
-    assert out.shape == x.shape and 0 <= out.min() and out.max() <= 255
+    aug = pipeline.augmenter(0)
+    first, second = np.asarray(aug(x, training=True)), np.asarray(aug(x, training=True))
+    assert first.shape == x.shape and 0 <= first.min() and first.max() <= 255
+    assert not np.allclose(first, second)  # a new draw per call (the notebook's gallery)
+    np.testing.assert_array_equal(np.asarray(aug(x, training=False)), x)
+    np.testing.assert_array_equal(np.asarray(pipeline.augmenter(0)(x, training=True)), first)  # seeded
+
+
+def test_augment_images_is_stateless_and_keeps_ranges():
+    x = np.random.default_rng(1).uniform(0, 255, (6, 20, 20, 3)).astype("float32")
+    a = pipeline.augment_images(x, [1, 2]).numpy()
+    np.testing.assert_array_equal(a, pipeline.augment_images(x, [1, 2]).numpy())  # same seed, same output
+    assert not np.allclose(a, pipeline.augment_images(x, [1, 3]).numpy())
+    assert a.shape == x.shape and a.dtype == np.float32 and 0 <= a.min() and a.max() <= 255
+    # identity warp (every factor 0) reproduces the image exactly
+    same = pipeline.augment_images(x, [0, 0], rotation=0, zoom=0, brightness=0, shear=0, flip=False).numpy()
+    np.testing.assert_allclose(same, x, atol=1e-3)
+    # flips alone: each image is itself, mirrored left-right, up-down or both; all four occur over a few draws
+    seen = set()
+    for key in range(6):
+        flipped = pipeline.augment_images(x, [0, key], rotation=0, zoom=0, brightness=0, shear=0).numpy()
+        for img, out in zip(x, flipped):
+            options = {"none": img, "lr": img[:, ::-1], "ud": img[::-1], "both": img[::-1, ::-1]}
+            match = [name for name, ref in options.items() if np.allclose(out, ref, atol=1e-3)]
+            assert len(match) == 1
+            seen.add(match[0])
+    assert seen == {"none", "lr", "ud", "both"}
+    # brightness alone shifts every pixel of an image by the same amount (away from the clip limits)
+    mid = np.full((4, 8, 8, 3), 128.0, np.float32)
+    shifted = pipeline.augment_images(mid, [5, 5], rotation=0, zoom=0, shear=0, flip=False).numpy() - 128.0
+    assert np.ptp(shifted.reshape(4, -1), axis=1).max() < 1e-3
+    assert np.abs(shifted).max() <= 0.15 * 255 + 1e-3 and np.abs(shifted).max() > 0

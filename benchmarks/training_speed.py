@@ -1,0 +1,173 @@
+"""Training-speed benchmark: phase-1 feature caching, input-pipeline throughput, peak memory.
+
+Run from the repository root:  .venv/bin/python benchmarks/training_speed.py [--image-size 96 ...]
+Generates a small synthetic dataset in a temporary folder (deleted afterwards),
+so it needs no data and no network. Never run by the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from lesionscan import data, models, pipeline, synthetic, train  # noqa: E402
+from lesionscan.classes import CLASSES  # noqa: E402
+
+SPEEDUP_TARGET = 5.0   # phase-1 epoch time without / with caching, epochs 2+
+BUSY_TARGET = 0.90     # pipeline images/s as a fraction of a bare step's on in-memory tensors
+
+
+class EpochClock(keras.callbacks.Callback):
+    """Wall-clock time at the end of every epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.ends: list[float] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.ends.append(time.perf_counter())
+
+
+def epoch_times(start: float, ends: list[float]) -> list[float]:
+    """Per-epoch durations; the first counts from ``start`` (so it includes set-up and caching)."""
+    marks = [start] + ends
+    return [b - a for a, b in zip(marks, marks[1:])]
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (ru_maxrss is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def phase1_times(args, paths, labels, val_paths, val_labels, cache: bool) -> list[float]:
+    """Seconds per phase-1 epoch (soft attention, frozen backbone) with or without feature caching."""
+    train.seed_everything(args.seed)
+    model = models.build_model("soft_attention", image_size=args.image_size, weights="none")
+    train_ds = pipeline.make_dataset(paths, labels, args.image_size, args.batch_size, training=True,
+                                     augment=True, balance_target=args.balance_target, seed=args.seed)
+    val_ds = pipeline.make_dataset(val_paths, val_labels, args.image_size, args.batch_size, training=False)
+    # Decode the images once beforehand so both runs start from the same in-memory image store.
+    for ds in (train_ds, val_ds):
+        for _ in ds:
+            pass
+    config = train.TrainConfig(schedule="two-phase", epochs_phase1=args.epochs, epochs_phase2=0,
+                               cache_features=cache, early_stopping_patience=args.epochs + 1,
+                               lr_patience=args.epochs + 1)
+    clock = EpochClock()
+    start = time.perf_counter()
+    train.train(model, train_ds, val_ds, config, verbose=0, callbacks=[clock])
+    return epoch_times(start, clock.ends)
+
+
+def throughput(args, paths, labels, epoch_images: int) -> tuple[float, float, float]:
+    """Images/s of the full-training step fed by the real pipeline, by in-memory tensors, and of the pipeline alone.
+
+    After one warm-up epoch each (tracing, decoding), the two feeds alternate
+    for ``--rounds`` one-epoch fits and each rate is the median over its
+    rounds: the machine's load then drifts over both alike.
+    """
+    train.seed_everything(args.seed)
+    model = models.build_model("soft_attention", image_size=args.image_size, weights="none")
+    train.set_phase(model, "full")
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy")
+    real = pipeline.make_dataset(paths, labels, args.image_size, args.batch_size, training=True, augment=True,
+                                 balance_target=args.balance_target, seed=args.seed)
+    n_batches = int(real.cardinality())
+    rng = np.random.default_rng(args.seed)
+    x = tf.constant(pipeline.preprocess(rng.uniform(0, 255, (args.batch_size, args.image_size, args.image_size, 3))))
+    y = tf.constant(np.eye(len(CLASSES), dtype="float32")[rng.integers(0, len(CLASSES), args.batch_size)])
+    bare = tf.data.Dataset.from_tensors((x, y)).repeat(n_batches)
+    feeds = {"real": (real, epoch_images), "bare": (bare, n_batches * args.batch_size)}
+    rates: dict[str, list[float]] = {name: [] for name in feeds}
+    for round_no in range(args.rounds + 1):
+        for name, (ds, n_images) in feeds.items():
+            start = time.perf_counter()
+            model.fit(ds, epochs=1, verbose=0, shuffle=False)
+            if round_no:  # round 0 warms up
+                rates[name].append(n_images / (time.perf_counter() - start))
+    start = time.perf_counter()
+    for _ in real:  # the pipeline alone
+        pass
+    alone_rate = epoch_images / (time.perf_counter() - start)
+    return float(np.median(rates["real"])), float(np.median(rates["bare"])), alone_rate
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image-size", type=int, default=96, help="model input side in px (default 96)")
+    parser.add_argument("--images", type=int, default=500, help="synthetic images generated (default 500)")
+    parser.add_argument("--epochs", type=int, default=4, help="phase-1 epochs per run (default 4)")
+    parser.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
+    parser.add_argument("--balance-target", type=int, default=40,
+                        help="training images per class per epoch (default 40)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternating one-epoch fits per feed in the throughput test (default 3)")
+    parser.add_argument("--part", choices=("all", "phase1", "pipeline"), default="all",
+                        help="run both measurements (default) or one")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.epochs < 2:
+        parser.error("--epochs must be at least 2 (epoch 1 is reported apart from epochs 2+)")
+
+    policy = train.configure_precision()
+    with tempfile.TemporaryDirectory(prefix="lesionscan-bench-") as tmp:
+        t0 = time.perf_counter()
+        folder = synthetic.generate(os.path.join(tmp, "data"), n_images=args.images, seed=args.seed)
+        frame = data.load_dataset(folder, verify_images=False)
+        labels_all = frame["dx"].map(CLASSES.index).to_numpy()
+        order = np.random.default_rng(args.seed).permutation(len(frame))
+        n_val = max(args.batch_size, len(frame) // 5)
+        val, trn = order[:n_val], order[n_val:]
+        paths = frame["image_path"].to_numpy()
+        train_paths, train_labels = paths[trn].tolist(), labels_all[trn]
+        val_paths, val_labels = paths[val].tolist(), labels_all[val]
+        epoch_images = args.balance_target * len(np.unique(train_labels))
+        print(f"LesionScan training-speed benchmark: {len(frame)} synthetic images "
+              f"({len(trn)} training, {len(val)} validation; made in {time.perf_counter() - t0:.0f}s), "
+              f"{args.image_size} px, batch {args.batch_size}, {epoch_images} training images per epoch "
+              f"(balance target {args.balance_target}), {args.epochs} phase-1 epochs")
+        print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, precision policy {policy}, "
+              f"devices: {', '.join(d.device_type for d in tf.config.list_physical_devices())}, "
+              f"{os.cpu_count()} CPU cores\n", flush=True)
+
+        rows = []
+        if args.part in ("all", "phase1"):
+            plain = phase1_times(args, train_paths, train_labels, val_paths, val_labels, cache=False)
+            print("phase 1 without caching, s/epoch: " + ", ".join(f"{t:.1f}" for t in plain), flush=True)
+            cached = phase1_times(args, train_paths, train_labels, val_paths, val_labels, cache=True)
+            print("phase 1 with caching,    s/epoch: " + ", ".join(f"{t:.2f}" for t in cached), flush=True)
+            speedup = np.mean(plain[1:]) / np.mean(cached[1:])
+            rows += [
+                ("phase-1 epoch 1 (s), plain / cached", f"{plain[0]:.1f} / {cached[0]:.1f}", "-", ""),
+                ("phase-1 epochs 2+ mean (s), plain / cached",
+                 f"{np.mean(plain[1:]):.2f} / {np.mean(cached[1:]):.2f}", "-", ""),
+                ("phase-1 speed-up from epoch 2", f"{speedup:.1f}x", f">= {SPEEDUP_TARGET:.0f}x",
+                 "PASS" if speedup >= SPEEDUP_TARGET else "MISS"),
+            ]
+        if args.part in ("all", "pipeline"):
+            real_rate, bare_rate, alone_rate = throughput(args, train_paths, train_labels, epoch_images)
+            print(f"full training step: {real_rate:.1f} images/s from the pipeline, {bare_rate:.1f} images/s "
+                  f"from in-memory tensors; the pipeline alone makes {alone_rate:.0f} images/s", flush=True)
+            busy = real_rate / bare_rate
+            rows.append(("pipeline keeps the step busy", f"{busy:.0%}", f">= {BUSY_TARGET:.0%}",
+                         "PASS" if busy >= BUSY_TARGET else "MISS"))
+    rows.append(("peak memory (ru_maxrss)", f"{peak_rss_mb():.0f} MB", "-", ""))
+    print()
+    widths = [max(len(str(r[i])) for r in rows + [("measure", "value", "target", "result")]) for i in range(4)]
+    for row in [("measure", "value", "target", "result"), tuple("-" * w for w in widths)] + rows:
+        print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
