@@ -245,7 +245,10 @@ def make_dataset(paths, labels, image_size: int, batch_size: int, training: bool
         x = tf.cast(x, tf.float32)
         if augmenting:
             x = augment_images(x, tf.stack([base_seed, key]))
-        return preprocess(x), tf.one_hot(y, n_classes, dtype=tf.float32)
+        # Warps lose the static shape; restore it, since layers such as the public-code
+        # attention need the feature map's height when the model is traced.
+        x = tf.ensure_shape(preprocess(x), (None, size, size, 3))
+        return x, tf.one_hot(y, n_classes, dtype=tf.float32)
 
     ds = tf.data.Dataset.from_generator(batches, output_signature=(
         tf.TensorSpec((None, size, size, 3), tf.uint8), tf.TensorSpec((None,), tf.int64),

@@ -38,11 +38,11 @@ from lesionscan.run import open_run
 
 run = open_run(profile, artifacts_dir, data_dir, overrides)
 p = run.params
-models = ("baseline", "soft_attention")
-metrics = {name: run.read_metrics(name) for name in models}
-predictions = {name: run.read_predictions(name) for name in models}
+main_models = ("baseline", "soft_attention")
+metrics = {name: run.read_metrics(name) for name in main_models}
+predictions = {name: run.read_predictions(name) for name in main_models}
 intervals = {name: stats.bootstrap_metrics(predictions[name], n_resamples=p["bootstrap_resamples"], seed=p["seed"])
-             for name in models}
+             for name in main_models}
 
 # %% tags=["remove-input"]
 display(Markdown(experiment.provenance_text(run)))
@@ -91,7 +91,7 @@ run.save_figure("report_comparison", plots.interval_comparison(claims))
 
 # %% tags=["remove-input"]
 run.save_figure("reliability", plots.reliability_diagram(
-    {name: stats.reliability_table(predictions[name]) for name in models}))
+    {name: stats.reliability_table(predictions[name]) for name in main_models}))
 
 # %% [markdown]
 # ## Ablation: what each part of the model does
