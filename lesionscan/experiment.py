@@ -84,6 +84,7 @@ def train_and_evaluate(run: Run, kind: str, name: str | None = None, seed: int |
     name = name or kind
     seed = p["seed"] if seed is None else int(seed)
     train.seed_everything(seed, deterministic=p["deterministic"])
+    train.configure_precision()  # mixed float16 on a GPU, float32 on a CPU
     parts = subsets(run, protocol)
     train_labels = _labels(parts["train"])
     train_ds = pipeline.make_dataset(parts["train"]["image_path"].tolist(), train_labels,

@@ -415,7 +415,8 @@ def build_model(kind: str, image_size: int = 224, n_classes: int = 7, weights: s
     if kind == "class_attention":
         pooled, _ = ClassAttention(classes=n_classes, name=CLASS_ATTENTION_LAYER)(x)
         pooled = keras.layers.Dropout(dropout, name="dropout")(pooled)
-        outputs = ClassWiseDense(activation="softmax", kernel_regularizer=regularizer, name="predictions")(pooled)
+        outputs = ClassWiseDense(activation="softmax", kernel_regularizer=regularizer, name="predictions",
+                                 dtype="float32")(pooled)  # softmax in float32 under mixed precision
         return keras.Model(inputs, outputs, name=kind)
     if kind in ("soft_attention", "multiscale"):
         x, _ = SoftAttention(heads=attention_heads, gamma_init=gamma_init, name=ATTENTION_LAYER)(x)
@@ -432,7 +433,7 @@ def build_model(kind: str, image_size: int = 224, n_classes: int = 7, weights: s
         x = keras.layers.Concatenate(name="fusion")([y, x])
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     outputs = keras.layers.Dense(n_classes, activation="softmax", name="predictions",
-                                 kernel_regularizer=regularizer)(x)
+                                 kernel_regularizer=regularizer, dtype="float32")(x)  # float32 under mixed precision
     return keras.Model(inputs, outputs, name=kind)
 
 

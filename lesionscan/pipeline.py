@@ -103,6 +103,7 @@ def augment_images(images, seed, rotation: float = ROTATION, zoom: float = ZOOM,
         out = tf.raw_ops.ImageProjectiveTransformV3(
             images=images, transforms=transforms, output_shape=shape[1:3], fill_value=0.0,
             interpolation="BILINEAR", fill_mode="REFLECT")
+        out.set_shape(images.shape)  # the op loses the static height and width; the warp keeps them
     if brightness:
         delta = uniform(6, -brightness, brightness) * 255.0
         out = tf.clip_by_value(out + delta[:, None, None, None], 0.0, 255.0)

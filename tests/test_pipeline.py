@@ -75,6 +75,7 @@ def test_eval_dataset_never_augments_and_uncached_matches(image_files):
 def test_training_augmentation_changes_images(image_files):
     plain = pipeline.make_dataset(image_files, LABELS, 32, 10, training=True, augment=False, seed=3)
     augmented = pipeline.make_dataset(image_files, LABELS, 32, 10, training=True, augment=True, seed=3)
+    assert augmented.element_spec[0].shape.as_list() == [None, 32, 32, 3]
     xp, yp = _collect(plain)
     xa, ya = _collect(augmented)
     np.testing.assert_array_equal(yp, ya)  # same draw and order: only augmentation differs
@@ -155,6 +156,8 @@ def test_augment_images_is_stateless_and_keeps_ranges():
     np.testing.assert_array_equal(a, pipeline.augment_images(x, [1, 2]).numpy())  # same seed, same output
     assert not np.allclose(a, pipeline.augment_images(x, [1, 3]).numpy())
     assert a.shape == x.shape and a.dtype == np.float32 and 0 <= a.min() and a.max() <= 255
+    traced = tf.function(pipeline.augment_images).get_concrete_function(tf.TensorSpec((None, 20, 20, 3)), [1, 2])
+    assert traced.output_shapes.as_list() == [None, 20, 20, 3]  # static shape kept (models trace on it)
     # identity warp (every factor 0) reproduces the image exactly
     same = pipeline.augment_images(x, [0, 0], rotation=0, zoom=0, brightness=0, shear=0, flip=False).numpy()
     np.testing.assert_allclose(same, x, atol=1e-3)
