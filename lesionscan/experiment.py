@@ -133,7 +133,11 @@ def comparison_table(metrics_by_model: dict[str, dict]) -> pd.DataFrame:
     Every accuracy has to be read against always predicting the most
     frequent test class, so that score sits beside every table of metrics.
     """
-    table = evaluate.comparison_table(metrics_by_model)
+    return _with_majority(evaluate.comparison_table(metrics_by_model), metrics_by_model)
+
+
+def _with_majority(table: pd.DataFrame, metrics_by_model: dict[str, dict]) -> pd.DataFrame:
+    """Add the score of always predicting the most frequent test class (same test set for all models)."""
     majority = next(iter(metrics_by_model.values()))["majority_baseline"]
     table["always the majority class"] = table["metric"].map(majority)
     return table
@@ -149,9 +153,7 @@ def interval_table(intervals_by_model: dict[str, pd.DataFrame], metrics_by_model
         part = frame[["metric", "value", "low", "high"]].rename(
             columns={"value": name, "low": f"{name} low", "high": f"{name} high"})
         table = part if table is None else table.merge(part, on="metric", how="outer", sort=False)
-    majority = next(iter(metrics_by_model.values()))["majority_baseline"]
-    table["always the majority class"] = table["metric"].map(majority)
-    return table
+    return _with_majority(table, metrics_by_model)
 
 
 def explanation_rows(run: Run, n_images: int) -> list[dict]:
@@ -163,7 +165,7 @@ def explanation_rows(run: Run, n_images: int) -> list[dict]:
     """
     from lesionscan import explain
 
-    sa_pred = pd.read_csv(run.predictions_path("soft_attention"))
+    sa_pred = run.read_predictions("soft_attention")
     correct = sa_pred[sa_pred["pred"] == sa_pred["dx"]]
     wrong = sa_pred[sa_pred["pred"] != sa_pred["dx"]]
     confidence = sa_pred[list(evaluate.PROB_COLUMNS)].max(axis=1)
