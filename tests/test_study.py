@@ -14,9 +14,10 @@ from lesionscan.classes import CLASSES
 pytestmark = pytest.mark.slow
 
 # Chance balanced accuracy over 7 classes is 1/7 = 0.143. The smoke SA model
-# scored 0.583 on the 155 synthetic test images (seed 0, 2-core CPU, when this
-# margin was set; the baseline 0.731); the margin leaves room for numerical
-# differences between machines while staying far above chance.
+# scored 0.58 to 0.63 on the 155 synthetic test images in the runs measured
+# (seed 0, 2-core CPU; 0.608 with the current augmentation, baseline 0.536);
+# the margin leaves room for numerical differences between machines while
+# staying far above chance.
 MIN_BALANCED_ACCURACY = 0.35
 
 
