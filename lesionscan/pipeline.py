@@ -143,6 +143,13 @@ def augmenter(seed: int, rotation: float = ROTATION, zoom: float = ZOOM, brightn
     return Augment(seed, rotation=rotation, zoom=zoom, brightness=brightness, shear=shear, flip=flip)
 
 
+def augmented_copies(image: np.ndarray, n: int, seed: int) -> list[np.ndarray]:
+    """``n`` augmented versions of one uint8 image, exactly as training draws them (for the gallery)."""
+    batch = np.repeat(np.asarray(image, dtype=np.float32)[None], n, axis=0)
+    out = augment_images(batch, [int(seed), 0]).numpy()
+    return [np.clip(x, 0, 255).astype(np.uint8) for x in out]
+
+
 def balanced_indices(labels, target_per_class: int, seed: int) -> np.ndarray:
     """Indices that give every present class exactly ``target_per_class`` samples.
 

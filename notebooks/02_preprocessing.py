@@ -98,9 +98,7 @@ display(leakage.style.hide(axis="index"))
 # %% tags=["remove-input"]
 train_paths = chosen.merge(dataset[["image_id", "image_path"]], on="image_id").query("subset == 'train'")
 original = pipeline.load_image(train_paths["image_path"].iloc[0], p["image_size"])
-augment = pipeline.augmenter(seed=p["seed"])
-copies = [augment(original[None].astype("float32"), training=True)[0].numpy().clip(0, 255).astype("uint8")
-          for _ in range(7)]
+copies = pipeline.augmented_copies(original, n=7, seed=p["seed"])
 run.save_figure("augmentation_gallery", plots.augmentation_gallery(original, copies))
 
 # %% [markdown]

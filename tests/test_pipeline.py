@@ -176,3 +176,12 @@ def test_augment_images_is_stateless_and_keeps_ranges():
     shifted = pipeline.augment_images(mid, [5, 5], rotation=0, zoom=0, shear=0, flip=False).numpy() - 128.0
     assert np.ptp(shifted.reshape(4, -1), axis=1).max() < 1e-3
     assert np.abs(shifted).max() <= 0.15 * 255 + 1e-3 and np.abs(shifted).max() > 0
+
+
+def test_augmented_copies_are_deterministic_varied_uint8():
+    image = (np.arange(24 * 24 * 3) % 251).reshape(24, 24, 3).astype(np.uint8)
+    copies = pipeline.augmented_copies(image, n=4, seed=5)
+    assert len(copies) == 4 and all(c.shape == image.shape and c.dtype == np.uint8 for c in copies)
+    assert not np.array_equal(copies[0], copies[1])  # each copy its own draw
+    again = pipeline.augmented_copies(image, n=4, seed=5)
+    assert all(np.array_equal(a, b) for a, b in zip(copies, again))
