@@ -22,6 +22,7 @@ def _cmd_check(args) -> None:
     report = data.check_report(args.dir)
     print(report.summary())
     report.raise_for_problems()  # every problem at once, on stderr, exit 2
+    print(f"\nchecksum: {data.data_checksum(report.frame)} (what a run's manifest records as data_checksum)")
 
 
 def _cmd_download(args) -> None:

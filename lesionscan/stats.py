@@ -161,6 +161,33 @@ def melanoma_sensitivity_at_specificity(pred: pd.DataFrame,
     return pd.DataFrame(rows, columns=["target_specificity", "threshold", "specificity", "sensitivity"])
 
 
+def melanoma_table(predictions_by_model: Mapping[str, pd.DataFrame], intervals_by_model: Mapping[str, pd.DataFrame],
+                   specificities: Sequence[float] = DEFAULT_SPECIFICITIES) -> pd.DataFrame:
+    """Melanoma sensitivity at each target specificity, per model, with its bootstrap interval.
+
+    A screening tool is judged by how many melanomas it finds at a tolerable
+    false-alarm rate, not by accuracy (a model that never says "mel" loses
+    only 11 % of HAM10000's accuracy). ``intervals_by_model`` holds
+    :func:`bootstrap_metrics` tables computed with the same ``specificities``.
+    Columns: model, melanomas (in the test set), target specificity,
+    threshold (say mel when p_mel >= it), specificity (reached), sensitivity,
+    low, high.
+    """
+    rows = []
+    for name, pred in predictions_by_model.items():
+        n_mel = int((_arrays(pred).y_true == MEL).sum())
+        intervals = intervals_by_model[name].set_index("metric")
+        for _, row in melanoma_sensitivity_at_specificity(pred, specificities).iterrows():
+            metric = sensitivity_metric_name(row["target_specificity"])
+            if metric not in intervals.index:
+                raise KeyError(f"the intervals of {name!r} have no {metric}: compute them with the same specificities")
+            rows.append({"model": name, "melanomas": n_mel, "target specificity": row["target_specificity"],
+                         "threshold": row["threshold"], "specificity": row["specificity"],
+                         "sensitivity": row["sensitivity"], "low": intervals.loc[metric, "low"],
+                         "high": intervals.loc[metric, "high"]})
+    return pd.DataFrame(rows)
+
+
 def _bin_ids(confidence: np.ndarray, n_bins: int) -> np.ndarray:
     """Equal-width bins over [0, 1], (low, high] as in sklearn.calibration.calibration_curve."""
     if int(n_bins) < 1:
@@ -524,6 +551,6 @@ def seed_summary(metrics_by_seed: Mapping[int, Mapping]) -> pd.DataFrame:
     return summary.reset_index(drop=True)
 
 
-__all__ = ["bootstrap_metrics", "point_metrics", "melanoma_sensitivity_at_specificity", "expected_calibration_error",
+__all__ = ["bootstrap_metrics", "point_metrics", "melanoma_sensitivity_at_specificity", "melanoma_table", "expected_calibration_error",
            "reliability_table", "ece_from_table", "paired_bootstrap", "mcnemar", "verdict", "seed_summary",
            "metric_label", "sensitivity_metric_name"]

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from lesionscan import atomic
+from lesionscan import atomic, reproducibility
 from lesionscan import run as run_mod
 from lesionscan.errors import ChapterError, LesionScanError
 
@@ -194,6 +194,7 @@ def run_study(profile: str = "smoke", data_dir: str | None = None, artifacts: st
         "versions": package_versions(),
         "commit": git_commit(root),
         "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+        "machine": reproducibility.machine(),
         "started": started,
         "finished": None,
         "status": "running",
@@ -222,6 +223,7 @@ def run_study(profile: str = "smoke", data_dir: str | None = None, artifacts: st
         if build:
             print("\n=== building the book ===", flush=True)
             t_build = time.monotonic()
+            _write_appendix(root, stage, manifest)
             index = build_book(stage, run.dir)
             manifest["chapters"]["book build"] = {"seconds": round(time.monotonic() - t_build, 1), "status": "ok"}
         manifest["status"] = "ok"
@@ -234,6 +236,20 @@ def run_study(profile: str = "smoke", data_dir: str | None = None, artifacts: st
         atomic.write_json(run.manifest_path, manifest)
         _print_summary(manifest)
     return index if index is not None else run.dir
+
+
+def repository_url(root: Path) -> str | None:
+    """The repository URL named in the book's ``_config.yml`` (for the appendix's rerun recipe)."""
+    import yaml
+
+    config = yaml.safe_load((root / "_config.yml").read_text()) or {}
+    return (config.get("repository") or {}).get("url")
+
+
+def _write_appendix(root: Path, stage: Path, manifest: dict) -> None:
+    """The reproducibility appendix and the manifest it links to, written into the staged book."""
+    atomic.write_json(stage / "book" / "manifest.json", manifest)
+    reproducibility.write_appendix(manifest, stage / "book" / "reproducibility.md", repository=repository_url(root))
 
 
 def _print_summary(manifest: dict) -> None:

@@ -39,6 +39,14 @@ def test_check_prints_layout_sizes_and_masks(dataset, capsys):
     assert "images_per_lesion" in out
 
 
+def test_check_prints_the_checksum_a_manifest_records(dataset, capsys):
+    from lesionscan import data
+
+    code, out, _ = run_cli(capsys, "data", "check", dataset)
+    assert code == 0
+    assert f"checksum: {data.data_checksum(dataset)}" in out
+
+
 def test_check_lists_every_problem_at_once(dataset, tmp_path, capsys):
     from PIL import Image
 

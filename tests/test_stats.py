@@ -140,6 +140,21 @@ def test_melanoma_specificity_exactly_reached_counts():
     assert table["specificity"].iloc[0] == pytest.approx(0.9)
 
 
+def test_melanoma_table_puts_each_models_sensitivity_beside_its_interval():
+    pred = _mel_frame([0.9, 0.7, 0.3, 0.15], [0.8, 0.4, 0.2, 0.1, 0.05])
+    worse = _mel_frame([0.1, 0.7, 0.3, 0.15], [0.8, 0.4, 0.2, 0.1, 0.95])
+    preds = {"a": pred, "b": worse}
+    intervals = {name: stats.bootstrap_metrics(frame, n_resamples=200, seed=0) for name, frame in preds.items()}
+    table = stats.melanoma_table(preds, intervals)
+    assert table["model"].tolist() == ["a", "a", "b", "b"]
+    assert (table["melanomas"] == 4).all()
+    np.testing.assert_allclose(table.loc[table["model"] == "a", "sensitivity"], [0.5, 0.25])
+    assert (table["low"] <= table["sensitivity"]).all() and (table["sensitivity"] <= table["high"]).all()
+    assert table.loc[table["model"] == "b", "sensitivity"].max() < 0.5
+    with pytest.raises(KeyError, match="mel_sensitivity_at_spec95"):
+        stats.melanoma_table(preds, intervals, specificities=(0.95,))
+
+
 def test_melanoma_sensitivity_undefined_without_melanoma():
     pred = _frame(["nv", "bcc"], ["nv", "bcc"], [0.9, 0.9])
     assert stats.melanoma_sensitivity_at_specificity(pred)["sensitivity"].isna().all()

@@ -50,6 +50,18 @@ def test_chapters_show_their_figures(smoke_run):
     assert "synthetic" in (html / "03_baseline.html").read_text()
 
 
+def test_appendix_is_generated_from_the_manifest(smoke_run):
+    run_dir, index = smoke_run
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    page = (index.parent / "book" / "reproducibility.html").read_text()
+    assert manifest["data_checksum"] in page and manifest["commit"].removesuffix("+dirty") in page
+    for chapter in study.CHAPTERS:
+        assert chapter in page, chapter
+    assert "lesionscan study --profile smoke" in page and manifest["versions"]["tensorflow"] in page
+    assert "machine" in manifest and manifest["machine"]["cpus"] >= 1
+    assert list((index.parent / "_downloads").rglob("manifest.json")), "the appendix links the manifest"
+
+
 def test_artifacts_follow_the_layout(smoke_run):
     run_dir, _ = smoke_run
     manifest = json.loads((run_dir / "manifest.json").read_text())
