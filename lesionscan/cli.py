@@ -61,6 +61,20 @@ def _cmd_profiles(args) -> None:
             print(f"  {key} = {params[key]}")
 
 
+def _cmd_predict(args) -> None:
+    import contextlib
+
+    from lesionscan import predict
+
+    if args.json:  # stdout carries the JSON only: anything printed on the way goes to stderr
+        with contextlib.redirect_stdout(sys.stderr):
+            report = predict.run(args.model, args.images, out_dir=args.out)
+        print(predict.format_json(report))
+    else:
+        report = predict.run(args.model, args.images, out_dir=args.out)
+        print(predict.format_text(report))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lesionscan", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -97,6 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override one parameter; repeatable (see `lesionscan profiles --show smoke`)")
     study.add_argument("--no-book", action="store_true", help="run the chapters but do not build the book")
     study.set_defaults(func=_cmd_study)
+
+    pred = sub.add_parser("predict", help="classify images with a saved model and write attention and Grad-CAM "
+                                          "overlays (a research model, not a diagnostic device)")
+    pred.add_argument("--model", required=True, metavar="PATH", help="a .keras model saved by `lesionscan study`")
+    pred.add_argument("images", nargs="+", metavar="IMAGE", help="JPEG, PNG, BMP, TIFF or WebP files")
+    pred.add_argument("--out", metavar="DIR",
+                      help="write <stem>.lesionscan.png here (created if missing; default: beside each image)")
+    pred.add_argument("--json", action="store_true", help="print the results as JSON on stdout, nothing else")
+    pred.set_defaults(func=_cmd_predict)
 
     prof = sub.add_parser("profiles", help="list profiles, or every parameter of one")
     prof.add_argument("--show", metavar="PROFILE")

@@ -154,38 +154,3 @@ def interval_table(intervals_by_model: dict[str, pd.DataFrame], metrics_by_model
             columns={"value": name, "low": f"{name} low", "high": f"{name} high"})
         table = part if table is None else table.merge(part, on="metric", how="outer", sort=False)
     return _with_majority(table, metrics_by_model)
-
-
-def explanation_rows(run: Run, n_images: int) -> list[dict]:
-    """Test images with the attention map and Grad-CAM of both models, for the explanation panel.
-
-    Picks the SA model's most confident correct predictions and its most
-    confident mistakes (half each where there are enough), so the panel
-    shows both what the model gets right and how it fails.
-    """
-    from lesionscan import explain
-
-    sa_pred = run.read_predictions("soft_attention")
-    correct = sa_pred[sa_pred["pred"] == sa_pred["dx"]]
-    wrong = sa_pred[sa_pred["pred"] != sa_pred["dx"]]
-    confidence = sa_pred[list(evaluate.PROB_COLUMNS)].max(axis=1)
-    n_wrong = min(len(wrong), n_images // 2)
-    chosen = pd.concat([
-        correct.loc[confidence[correct.index].sort_values(ascending=False).index[: n_images - n_wrong]],
-        wrong.loc[confidence[wrong.index].sort_values(ascending=False).index[:n_wrong]],
-    ])
-    paths = subsets(run)["test"].set_index("image_id").loc[chosen["image_id"], "image_path"].tolist()
-    size = run.params["image_size"]
-    raw = np.stack([pipeline.load_image(path, size) for path in paths])
-    batch = pipeline.preprocess(raw.astype("float32"))
-    sa_model = models.load_model(run.model_path("soft_attention"))
-    base_model = models.load_model(run.model_path("baseline"))
-    predicted = chosen["pred"].map(CLASSES.index).to_numpy()
-    maps = {
-        "soft attention": models.attention_maps(sa_model, batch, upsample_to=(size, size)),
-        "Grad-CAM, attention model": explain.gradcam(sa_model, batch, predicted),
-        "Grad-CAM, baseline": explain.gradcam(base_model, batch, predicted),
-    }
-    return [{"image": raw[i], "maps": {name: m[i] for name, m in maps.items()}, "true": row.dx,
-             "pred": row.pred, "confidence": float(confidence[idx])}
-            for i, (idx, row) in enumerate(chosen.iterrows())]

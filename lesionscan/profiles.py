@@ -57,7 +57,7 @@ _SMOKE: dict[str, Any] = {
     "extra_seeds": "",            # more training seeds for both main models, comma-separated (e.g. "1,2")
     "leakage_protocols": "image",  # protocols the SA model is also trained and tested under
     # interpretability
-    "explain_images": 6,          # test images shown with attention maps and Grad-CAM
+    "explain_per_class": 2,       # test images per class shown with their maps: correct first, then mistakes
 }
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -72,7 +72,6 @@ PROFILES: dict[str, dict[str, Any]] = {
         epochs=15,
         early_stopping_patience=5,
         lr_patience=2,
-        explain_images=8,
         leakage_protocols="image,lesion",
     ),
     # The report's protocol at full size; meant for a GPU with ImageNet weights.
@@ -91,7 +90,6 @@ PROFILES: dict[str, dict[str, Any]] = {
         epochs=70,
         early_stopping_patience=8,
         lr_patience=3,
-        explain_images=12,
     ),
 }
 

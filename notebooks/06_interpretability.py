@@ -14,10 +14,16 @@
 # # 6. Where do the models look?
 #
 # The report's case for soft attention rests on pictures: the attention map
-# should light up the lesion. Below, for test images the soft-attention model
-# got right and wrong: the image, the soft-attention map (summed over heads,
-# upsampled from the feature grid) and Grad-CAM of both models (for the
-# attention model computed on the attention-weighted features).
+# should light up the lesion. This chapter shows those pictures for every
+# class, and then measures them: HAM10000 ships a lesion mask for every
+# image, so we can score how well each map points at the lesion, over the
+# whole test subset, against two maps that know nothing about the image.
+#
+# Maps: the **soft-attention map** of the attention model (summed over its
+# heads; shown on its own feature grid, as an upsampled heatmap and laid over
+# the image), and **Grad-CAM** and **Grad-CAM++** (tf-keras-vis) of both
+# models, for the attention model computed on its attention-weighted
+# features. Every map explains the class the model predicted.
 
 # %% tags=["parameters", "hide-cell"]
 # Parameters (papermill replaces this cell in `lesionscan study`). To try another
@@ -29,16 +35,97 @@ data_dir = None
 overrides = {}
 
 # %% tags=["remove-cell"]
+import pandas as pd
 from IPython.display import Markdown, display
 
-from lesionscan import experiment, plots
+from lesionscan import agreement, experiment, interpretability, plots
+from lesionscan.classes import CLASSES, label
 from lesionscan.run import open_run
 
 run = open_run(profile, artifacts_dir, data_dir, overrides)
+p = run.params
+trained = interpretability.load_models(run)
 
 # %% tags=["remove-input"]
 display(Markdown(experiment.provenance_text(run)))
 
+# %% [markdown]
+# ## Examples, class by class
+#
+# For each true class, the attention model's most confident correct
+# prediction and its most confident mistake (for actinic keratosis, a
+# confusion with melanoma, then with benign keratosis or a naevus, the ones
+# the report discusses, when they occur). The image column outlines the
+# lesion mask. Each map is scaled to its own range.
+
 # %% tags=["remove-input"]
-rows = experiment.explanation_rows(run, n_images=run.params["explain_images"])
-run.save_figure("explanations", plots.explanation_panel(rows))
+rows = interpretability.example_rows(run, trained, per_class=p["explain_per_class"])
+for dx in CLASSES:
+    class_rows = [row for row in rows if row["true"] == dx]
+    if class_rows:
+        display(run.save_figure(f"explanations_{dx}", plots.explanation_panel(
+            class_rows, styles=interpretability.PANEL_STYLES, title=f"True class: {label(dx)}")))
+
+# %% [markdown]
+# ## Do the maps point at the lesion?
+#
+# Three scores per image, each between 0 and 1: the **pointing game** (does
+# the map's maximum fall inside the lesion mask?), the **energy inside the
+# mask** (the share of the map's positive mass that lies on the lesion) and
+# the **IoU of the top-k pixels** (the map's k highest pixels, k being the
+# lesion's area, against the mask). Two reference maps are scored on the same
+# images: a **centred Gaussian** (HAM10000 images are taken with the lesion in
+# the middle, so a map that ignores the image and looks at the centre already
+# scores well) and a **uniform** map (chance). A map that looks at the lesion
+# should beat the centre prior, not just chance. Means over the test images
+# with a mask, with 95 % bootstrap intervals (images resampled within each
+# class).
+
+# %% tags=["hide-output"]
+parts = [agreement.agreement_scores(maps, masks, frame["image_id"].tolist(), frame["dx"].tolist(), seed=p["seed"])
+         for frame, maps, masks in interpretability.maps_by_batch(run, trained)]
+
+# %% tags=["remove-input"]
+if not parts:
+    display(Markdown(f"**This dataset has no lesion masks** (`{run.data_dir}` has no "
+                     "`HAM10000_segmentations_lesion_tschandl/`), so the maps above cannot be scored."))
+    scores = None
+else:
+    scores = run.save_table("mask_agreement_scores", pd.concat(parts, ignore_index=True))
+    table = run.save_table("mask_agreement", agreement.agreement_table(
+        scores, n_resamples=p["bootstrap_resamples"], seed=p["seed"]))
+    overall = table[table["class"] == "all"].drop(columns="class")
+    display(overall.style.hide(axis="index").format(precision=3, na_rep="–"))
+    display(run.save_figure("mask_agreement", plots.agreement_chart(table)))
+
+# %% [markdown]
+# ### Soft attention against the centre prior
+#
+# The difference in mean score between the attention map and each reference
+# map on the same images, with a paired bootstrap interval.
+
+# %% tags=["remove-input"]
+if scores is not None:
+    differences = [agreement.paired_difference(scores, interpretability.ATTENTION, reference, metric,
+                                               n_resamples=p["bootstrap_resamples"], seed=p["seed"])
+                   for reference in agreement.REFERENCE_METHODS for metric in agreement.METRICS]
+    display(run.save_table("mask_agreement_differences", pd.DataFrame(differences))
+            .style.hide(axis="index").format(precision=3, na_rep="–"))
+    centre = [d for d in differences if d["reference"] == agreement.REFERENCE_METHODS[0]]
+    text = agreement.verdict(centre, "The soft-attention map")
+    run.save_json("mask_agreement_verdict", {"verdict": text, "differences": differences})
+    display(Markdown(f"**{text}**"))
+
+# %% [markdown]
+# ### By class
+#
+# Mean energy inside the mask per true class (the other two scores are in
+# the run's `tables/mask_agreement.csv`). Classes with few test images have
+# wide intervals.
+
+# %% tags=["remove-input"]
+if scores is not None:
+    by_class = table[(table["metric"] == "energy_inside") & (table["class"] != "all")]
+    display(by_class.pivot(index="method", columns="class", values="mean")
+            .reindex(columns=[dx for dx in CLASSES if dx in set(by_class["class"])])
+            .style.format(precision=3, na_rep="–"))

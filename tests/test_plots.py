@@ -173,11 +173,28 @@ def test_explanation_panel():
     ]
     fig = _render(plots.explanation_panel(rows))
     assert isinstance(fig, Figure)
-    assert len(fig.axes) == 2 * 3 + 1  # image + 2 maps per row, colour bar
+    assert len(fig.axes) == 2 * 4 + 1  # text, image and 2 maps per row, colour bar
     assert sum(len(ax.images) for ax in fig.axes) == 6
-    assert "WRONG" in fig.axes[3].get_ylabel() and "correct" in fig.axes[0].get_ylabel()
+    assert "WRONG" in fig.axes[4].texts[0].get_text() and "correct" in fig.axes[0].texts[0].get_text()
     with pytest.raises(ValueError):
         plots.explanation_panel([])
+
+
+def test_explanation_panel_outlines_the_mask_and_draws_each_style():
+    heat = np.random.default_rng(0).random((3, 4))
+    mask = np.zeros((30, 40), bool)
+    mask[10:20, 10:30] = True
+    rows = [{"image": _image(30, 40), "mask": mask, "maps": {"grid": heat[:2, :2], "heat": heat, "over": heat},
+             "true": "bcc", "pred": "bcc", "confidence": 0.7}]
+    fig = _render(plots.explanation_panel(rows, styles={"grid": "grid", "heat": "heatmap"}, title="Basal"))
+    image_ax, grid_ax, heat_ax, over_ax = fig.axes[1:5]
+    assert image_ax.collections, "the mask is outlined"
+    assert image_ax.get_title() == "image\nlesion\noutlined" and fig.get_suptitle() == "Basal"
+    assert grid_ax.images[0].get_cmap().name == "gray" and grid_ax.images[0].get_interpolation() == "nearest"
+    assert heat_ax.images[0].get_array().shape == (3, 4)      # the map alone
+    assert over_ax.images[0].get_array().shape[:2] == (30, 40)  # laid over the image
+    with pytest.raises(ValueError, match="unknown map style"):
+        plots.explanation_panel(rows, styles={"grid": "contour"})
 
 
 def test_save_figure_writes_png_atomically(tmp_path):

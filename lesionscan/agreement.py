@@ -1,0 +1,478 @@
+"""Do the explanation maps point at the lesion? Maps scored against HAM10000's lesion masks.
+
+An explanation map (soft-attention map, Grad-CAM) is scored on each test
+image against the dermatologists' lesion mask with three metrics, and so are
+two reference maps on the same images:
+
+* a **centred Gaussian** (``centre_gaussian``). HAM10000 images are framed
+  with the lesion in the middle, so "look at the centre" already scores well;
+  a map has learnt something about *where the lesion is* only if it beats
+  this prior, not merely if it beats chance;
+* a **uniform map** (``uniform_map``): chance level, i.e. the mask's area share.
+
+Metrics (each between 0 and 1, higher = more on the lesion):
+
+* ``pointing_game``: does the map's maximum fall inside the mask? With
+  several pixels at the maximum, the share of them inside (the hit rate of
+  breaking the tie at random).
+* ``energy_inside``: the share of the map's positive mass inside the mask.
+* ``topk_iou``: IoU of the mask with the map's k highest pixels, k = the
+  mask's pixel count (so a perfect map scores 1).
+
+An image whose mask is empty or covers the whole image cannot tell a good map
+from a bad one (every map scores 0, or every map scores 1): it gets NaN in
+every metric, and the tables count only finite scores (``n``).
+
+Intervals are percentile bootstrap intervals over images, resampled within
+each class (counts per class fixed), as in ``lesionscan.stats``, with the same
+resampled images for every method and metric, so differences between methods
+are paired.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from lesionscan.classes import CLASSES
+from lesionscan.errors import DataError, ParameterError
+from lesionscan.stats import _stratified_counts
+
+REFERENCE_METHODS: tuple[str, ...] = ("centre prior (Gaussian)", "uniform")
+METRICS: tuple[str, ...] = ("pointing_game", "energy_inside", "topk_iou")
+METRIC_LABELS: dict[str, str] = {
+    "pointing_game": "pointing game (hit rate)",
+    "energy_inside": "energy inside the mask",
+    "topk_iou": "IoU of the top-k pixels",
+}
+# How a sentence names each reference ("more than the centre prior does").
+_REFERENCE_PHRASES = {"centre prior (Gaussian)": "the centre prior", "uniform": "a uniform map"}
+_CHUNK = 64  # images scored at a time: bounds the temporary arrays to a few MB at 224 x 224
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Masks
+
+
+def load_mask(path, image_size: int) -> np.ndarray:
+    """A lesion mask as a bool (image_size, image_size) array, on the same grid as ``pipeline.load_image``.
+
+    The PNG is read as 8-bit grey (mode L) and resized to the square
+    image_size x image_size with bilinear resampling, exactly as the images
+    are (aspect ratio not kept), then thresholded at 128: a pixel is lesion
+    when it is at least half lesion after resampling. Mask pixels thus line
+    up with the model's input pixels.
+    """
+    size = _image_size(image_size)
+    try:
+        with Image.open(path) as img:
+            grey = img.convert("L").resize((size, size), Image.Resampling.BILINEAR)
+            return np.asarray(grey, dtype=np.uint8) >= 128
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot decode lesion mask ({exc})") from None
+
+
+def load_masks(paths: Sequence, image_size: int) -> np.ndarray:
+    """Masks of many images, (N, image_size, image_size) bool; a missing path (None, NaN, "") is a DataError."""
+    size = _image_size(image_size)
+    paths = list(paths)
+    out = np.zeros((len(paths), size, size), dtype=bool)
+    for row, path in enumerate(paths):
+        if path is None or (isinstance(path, float) and np.isnan(path)) or str(path) == "":
+            raise DataError(f"row {row} has no lesion mask path (got {path!r}); score only images with a mask, "
+                            "e.g. frame[frame['mask_path'].notna()]")
+        out[row] = load_mask(path, size)
+    return out
+
+
+def _image_size(image_size) -> int:
+    size = int(image_size)
+    if size < 1 or size != image_size:
+        raise ParameterError(f"image_size is {image_size!r}; expected a positive whole number of pixels")
+    return size
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reference maps
+
+
+def _shape2(shape) -> tuple[int, int]:
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 2 or min(shape) < 1:
+        raise ParameterError(f"map shape is {shape}; expected (height, width) with both at least 1")
+    return shape
+
+
+def centre_gaussian(shape, sigma_fraction: float = 0.25) -> np.ndarray:
+    """A Gaussian centred on the image, peak 1, float32 (H, W): the 'lesion is in the middle' prior.
+
+    Its standard deviation is ``sigma_fraction`` of each side (so on a
+    non-square grid it is an ellipse, as a centred lesion stretched to a
+    square would be).
+    """
+    height, width = _shape2(shape)
+    if not float(sigma_fraction) > 0:
+        raise ParameterError(f"sigma_fraction is {sigma_fraction}; expected a positive fraction of the side")
+    y = (np.arange(height) - (height - 1) / 2) / (sigma_fraction * height)
+    x = (np.arange(width) - (width - 1) / 2) / (sigma_fraction * width)
+    return np.exp(-0.5 * (y[:, None] ** 2 + x[None, :] ** 2)).astype(np.float32)
+
+
+def uniform_map(shape) -> np.ndarray:
+    """A constant map, float32 (H, W): says nothing about where the lesion is (chance level)."""
+    return np.ones(_shape2(shape), dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Metrics
+
+
+def _checked(maps, masks) -> tuple[np.ndarray, np.ndarray]:
+    """(N, H, W) maps and bool masks of the same shape; a single 2-D map or mask counts as N = 1."""
+    maps, masks = np.asarray(maps), np.asarray(masks)
+    maps = maps[None] if maps.ndim == 2 else maps
+    masks = masks[None] if masks.ndim == 2 else masks
+    if maps.shape != masks.shape or maps.ndim != 3:
+        raise ParameterError(f"maps have shape {maps.shape} but masks {masks.shape}; expected the same "
+                             "(N, height, width) for both: upsample the maps to the mask size first")
+    if not (np.issubdtype(maps.dtype, np.number) or maps.dtype == bool):
+        raise ParameterError(f"maps have dtype {maps.dtype}; expected numbers")
+    if masks.dtype != bool:
+        if not np.isin(masks, (0, 1)).all():
+            raise ParameterError("masks hold values other than 0 and 1; expected boolean lesion masks (load_mask)")
+        masks = masks.astype(bool)
+    return maps, masks
+
+
+def _chunks(maps: np.ndarray, masks: np.ndarray):
+    """(first index, maps as float64 (n, H*W), masks (n, H*W)) in chunks; non-finite maps are rejected."""
+    n, pixels = len(maps), int(np.prod(maps.shape[1:]))
+    for start in range(0, n, _CHUNK):
+        values = maps[start:start + _CHUNK].reshape(-1, pixels).astype(np.float64)
+        bad = ~np.isfinite(values).all(axis=1)
+        if bad.any():
+            raise ParameterError(f"the map of image {start + int(np.flatnonzero(bad)[0])} has NaN or infinite "
+                                 "values; fix the map before scoring it")
+        yield start, values, masks[start:start + _CHUNK].reshape(-1, pixels)
+
+
+def _undefined(mask: np.ndarray) -> np.ndarray:
+    """Images whose mask is empty or full: no map can do better or worse than another there."""
+    area = mask.sum(axis=1)
+    return (area == 0) | (area == mask.shape[1])
+
+
+def pointing_game(maps, masks) -> np.ndarray:
+    """Per image, the share of the map's maximal pixels that lie inside the mask (N,).
+
+    Maximal: within 1e-6 x max(|max|, 1) of the maximum, so float noise does
+    not split a plateau. A unique maximum scores exactly 0 or 1 (the usual
+    pointing game); with ties the score is the expected hit of breaking them
+    at random, so a constant map scores the mask's area share. NaN where the
+    mask is empty or covers the whole image.
+    """
+    maps, masks = _checked(maps, masks)
+    out = np.empty(len(maps))
+    for start, values, mask in _chunks(maps, masks):
+        top = values.max(axis=1, keepdims=True)
+        peak = values >= top - 1e-6 * np.maximum(np.abs(top), 1.0)
+        score = (peak & mask).sum(axis=1) / peak.sum(axis=1)
+        out[start:start + len(values)] = np.where(_undefined(mask), np.nan, score)
+    return out
+
+
+def energy_inside(maps, masks) -> np.ndarray:
+    """Per image, the map's positive mass inside the mask over its whole positive mass (N,).
+
+    Negative values count as 0 (Grad-CAM and attention maps are
+    non-negative anyway). A map with no positive mass at all is flat: it
+    scores the mask's area share, which is the limit of a constant map
+    (what a uniform map scores) rather than a fallback that hides an error.
+    NaN where the mask is empty or covers the whole image.
+    """
+    maps, masks = _checked(maps, masks)
+    out = np.empty(len(maps))
+    for start, values, mask in _chunks(maps, masks):
+        positive = np.maximum(values, 0.0)
+        total = positive.sum(axis=1)
+        inside = (positive * mask).sum(axis=1)
+        area_share = mask.mean(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            score = np.where(total > 0, inside / total, area_share)
+        out[start:start + len(values)] = np.where(_undefined(mask), np.nan, score)
+    return out
+
+
+def topk_iou(maps, masks, seed: int = 0) -> np.ndarray:
+    """Per image, IoU of the mask with the map's k highest pixels, k = the mask's pixel count (N,).
+
+    Equal values are ordered by a fixed pseudo-random order of the pixels,
+    drawn for image i from ``numpy.random.default_rng([seed, i])``: the same
+    seed gives the same scores, and a uniform map selects a random k-subset
+    (expected IoU about a / (2 - a) for area share a) instead of, say, the
+    top rows. Since the selection has as many pixels as the mask, a perfect
+    map scores 1 and the complement of the mask 0. NaN where the mask is
+    empty or covers the whole image.
+    """
+    seed = _seed(seed)
+    maps, masks = _checked(maps, masks)
+    out = np.empty(len(maps))
+    for start, values, mask in _chunks(maps, masks):
+        undefined = _undefined(mask)
+        pixels = values.shape[1]
+        for j in range(len(values)):
+            if undefined[j]:
+                out[start + j] = np.nan
+                continue
+            v, m = values[j], mask[j]
+            k = int(m.sum())
+            threshold = np.partition(v, pixels - k)[pixels - k]  # the k-th highest value
+            above, tied = v > threshold, v == threshold
+            need = k - int(above.sum())  # how many of the tied pixels complete the top k
+            if need == int(tied.sum()):
+                chosen = above | tied
+            else:
+                rank = np.random.default_rng([seed, start + j]).permutation(pixels)
+                cut = np.partition(rank[tied], need - 1)[need - 1]
+                chosen = above | (tied & (rank <= cut))
+            inter = int((chosen & m).sum())
+            out[start + j] = inter / (2 * k - inter)
+    return out
+
+
+def _seed(seed) -> int:
+    if not isinstance(seed, (int, np.integer)) or int(seed) < 0:
+        raise ParameterError(f"seed is {seed!r}; expected a non-negative integer")
+    return int(seed)
+
+
+_METRIC_FUNCTIONS = {"pointing_game": pointing_game, "energy_inside": energy_inside, "topk_iou": topk_iou}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Scores of many methods, and their intervals
+
+
+def agreement_scores(maps_by_method: Mapping[str, np.ndarray], masks, image_ids: Sequence, labels: Sequence[str],
+                     seed: int = 0) -> pd.DataFrame:
+    """Every metric of every method on every image, long format: image_id, dx, method, metric, score.
+
+    ``maps_by_method``: {method name: (N, H, W) maps}, on the grid of
+    ``masks`` (N, H, W). The two reference maps (``REFERENCE_METHODS``) are
+    added on the same images. Images with an empty or full mask keep their
+    rows with NaN scores, so the frame says how many images were left out.
+    ``seed`` orders ties in ``topk_iou``.
+    """
+    seed = _seed(seed)
+    masks = np.asarray(masks)
+    if masks.ndim != 3:
+        raise ParameterError(f"masks have shape {masks.shape}; expected (N, height, width)")
+    n = len(masks)
+    image_ids, labels = list(image_ids), [str(dx) for dx in labels]
+    if len(image_ids) != n or len(labels) != n:
+        raise ParameterError(f"{n} masks but {len(image_ids)} image ids and {len(labels)} labels; expected one "
+                             "of each per mask")
+    unknown = sorted(set(labels) - set(CLASSES))
+    if unknown:
+        raise ParameterError(f"unknown class label(s) {', '.join(unknown)}; expected codes among {', '.join(CLASSES)}")
+    clash = [name for name in maps_by_method if name in REFERENCE_METHODS]
+    if clash:
+        raise ParameterError(f"method name(s) {', '.join(clash)} are reserved for the reference maps; rename them")
+    methods = dict(maps_by_method)
+    methods[REFERENCE_METHODS[0]] = np.broadcast_to(centre_gaussian(masks.shape[1:]), masks.shape)
+    methods[REFERENCE_METHODS[1]] = np.broadcast_to(uniform_map(masks.shape[1:]), masks.shape)
+    frames = []
+    for method, maps in methods.items():
+        for metric in METRICS:
+            function = _METRIC_FUNCTIONS[metric]
+            score = function(maps, masks, seed=seed) if metric == "topk_iou" else function(maps, masks)
+            frames.append(pd.DataFrame({"image_id": image_ids, "dx": labels, "method": method, "metric": metric,
+                                        "score": score}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _check_level(level: float) -> float:
+    if not 0.0 < float(level) < 1.0:
+        raise ParameterError(f"level is {level}; expected a coverage between 0 and 1, e.g. 0.95")
+    return float(level)
+
+
+def _wide(scores: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """Scores as one row per image and one column per (method, metric), and each image's class index."""
+    missing = {"image_id", "dx", "method", "metric", "score"} - set(scores.columns)
+    if missing:
+        raise ParameterError(f"scores lack column(s) {', '.join(sorted(missing))}; build them with agreement_scores")
+    if scores.empty:
+        raise ParameterError("scores are empty: no image was scored")
+    twice = scores.duplicated(["image_id", "method", "metric"])
+    if twice.any():
+        row = scores[twice].iloc[0]
+        raise ParameterError(f"image {row['image_id']!r} is scored more than once by {row['method']!r} on "
+                             f"{row['metric']!r}; each image once per method and metric")
+    classes = scores.drop_duplicates(["image_id", "dx"])
+    if classes["image_id"].duplicated().any():
+        image = classes.loc[classes["image_id"].duplicated(), "image_id"].iloc[0]
+        raise ParameterError(f"image {image!r} has more than one class in the scores")
+    unknown = sorted(set(classes["dx"].astype(str)) - set(CLASSES))
+    if unknown:
+        raise ParameterError(f"unknown class label(s) {', '.join(unknown)} in the scores")
+    wide = scores.pivot(index="image_id", columns=["method", "metric"], values="score")
+    wide = wide.reindex(classes["image_id"].to_numpy())  # image order of first appearance
+    y = np.array([CLASSES.index(str(dx)) for dx in classes["dx"]])
+    return wide.astype(float), y
+
+
+def _resampled_means(w: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """(n_resamples, columns) mean of the finite values of each column, images weighted by draw counts."""
+    finite = np.isfinite(values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (w @ np.where(finite, values, 0.0)) / (w @ finite)
+
+
+def _percentiles(resampled: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per column, the percentile interval of the defined (finite) resampled values; NaN where none is."""
+    tail = (1.0 - level) / 2.0
+    ok = np.isfinite(resampled)
+    filled = np.where(ok, resampled, np.inf)
+    filled.sort(axis=0)
+    count = ok.sum(axis=0)
+    low, high = np.full(resampled.shape[1], np.nan), np.full(resampled.shape[1], np.nan)
+    for c in np.flatnonzero(count):
+        low[c], high[c] = np.quantile(filled[:count[c], c], [tail, 1.0 - tail])
+    return low, high
+
+
+def agreement_table(scores: pd.DataFrame, n_resamples: int = 1000, seed: int = 0,
+                    level: float = 0.95) -> pd.DataFrame:
+    """Mean score per method, metric and class with a stratified bootstrap interval over images.
+
+    Columns: method, metric, class ("all", then each class present, in
+    CLASSES order), n (images with a finite score), mean, low, high. "all"
+    is the mean over all scored images (so nv, the largest class, weighs
+    most); its interval resamples images within each class with replacement,
+    class counts fixed, from ``numpy.random.default_rng(seed)``. The per-class
+    rows use the same draws restricted to the class, and every method and
+    metric sees the same resampled images. A class with one image gets
+    low = high = its value. ``level`` is also kept in ``attrs["level"]``.
+    """
+    level = _check_level(level)
+    wide, y = _wide(scores)
+    values = wide.to_numpy()
+    w = _stratified_counts(y, n_resamples, seed)
+    groups = [("all", np.arange(len(y)))] + [(dx, np.flatnonzero(y == k)) for k, dx in enumerate(CLASSES)
+                                             if (y == k).any()]
+    stats = {}
+    for name, members in groups:
+        sub = values[members]
+        finite = np.isfinite(sub)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(finite, sub, 0.0).sum(axis=0) / finite.sum(axis=0)
+        low, high = _percentiles(_resampled_means(w[:, members], sub), level)
+        stats[name] = (finite.sum(axis=0), mean, low, high)
+    rows = []
+    methods = list(dict.fromkeys(wide.columns.get_level_values("method")))
+    metrics = list(dict.fromkeys(wide.columns.get_level_values("metric")))
+    metrics = [m for m in METRICS if m in metrics] + [m for m in metrics if m not in METRICS]
+    for method in methods:
+        for metric in metrics:
+            if (method, metric) not in wide.columns:
+                continue
+            c = wide.columns.get_loc((method, metric))
+            for name, _ in groups:
+                n, mean, low, high = stats[name]
+                rows.append((method, metric, name, int(n[c]), float(mean[c]), float(low[c]), float(high[c])))
+    table = pd.DataFrame(rows, columns=["method", "metric", "class", "n", "mean", "low", "high"])
+    table.attrs["level"] = level
+    return table
+
+
+def paired_difference(scores: pd.DataFrame, method: str, reference: str, metric: str, n_resamples: int = 1000,
+                      seed: int = 0, level: float = 0.95) -> dict:
+    """mean(method) - mean(reference) on the images both score, with a paired stratified bootstrap interval.
+
+    Both means are taken over the same images (those where both scores are
+    finite) and both are recomputed on the same resamples (within each
+    class, with replacement, counts fixed), so the interval reflects that the
+    maps were scored on the same images. Positive = the method is more on the
+    lesion. Returns method, reference, metric, n, mean_method,
+    mean_reference, difference, low, high, and level.
+    """
+    level = _check_level(level)
+    wide, y = _wide(scores)
+    for name in (method, reference):
+        if (name, metric) not in wide.columns:
+            methods = ", ".join(dict.fromkeys(wide.columns.get_level_values("method")))
+            metrics = ", ".join(dict.fromkeys(wide.columns.get_level_values("metric")))
+            raise ParameterError(f"no scores for method {name!r} on metric {metric!r}; methods: {methods}; "
+                                 f"metrics: {metrics}")
+    a, b = wide[(method, metric)].to_numpy(), wide[(reference, metric)].to_numpy()
+    both = np.isfinite(a) & np.isfinite(b)
+    out = {"method": method, "reference": reference, "metric": metric, "n": int(both.sum()),
+           "mean_method": np.nan, "mean_reference": np.nan, "difference": np.nan, "low": np.nan, "high": np.nan,
+           "level": level}
+    if not both.any():
+        return out
+    a, b, y = a[both], b[both], y[both]
+    w = _stratified_counts(y, n_resamples, seed)
+    diffs = (w @ (a - b)) / w.sum(axis=1)
+    low, high = _percentiles(diffs[:, None], level)
+    out.update(mean_method=float(a.mean()), mean_reference=float(b.mean()), difference=float((a - b).mean()),
+               low=float(low[0]), high=float(high[0]))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# In words
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def verdict(differences: Sequence[Mapping], method_label: str, digits: int = 2) -> str:
+    """The comparisons in words, from ``paired_difference`` results: one sentence per reference and direction.
+
+    "More" or "less" only when the whole interval lies above or below zero;
+    otherwise the method is "no clearer than" the reference (the interval
+    includes zero). Every metric given is named with its two means, the
+    difference and the interval, so the sentence can be checked against the
+    table.
+    """
+    if not differences:
+        raise ParameterError("verdict needs at least one paired_difference result")
+    f = f".{int(digits)}f"
+    groups: dict[tuple[str, str], list[str]] = {}
+    for d in differences:
+        reference, metric = str(d["reference"]), str(d["metric"])
+        words = METRIC_LABELS.get(metric, metric)
+        diff, low, high = float(d["difference"]), float(d["low"]), float(d["high"])
+        if not (np.isfinite(diff) and np.isfinite(low) and np.isfinite(high)):
+            groups.setdefault((reference, "undefined"), []).append(words)
+            continue
+        direction = "more" if low > 0 else "less" if high < 0 else "no clearer"
+        level = 100 * float(d.get("level", 0.95))
+        groups.setdefault((reference, direction), []).append(
+            f"its {words} is {float(d['mean_method']):{f}} against {float(d['mean_reference']):{f}} "
+            f"(difference {diff:+{f}}, {level:g} % interval {low:+{f}} to {high:+{f}})")
+    subject = _capital(method_label)
+    sentences = []
+    for (reference, direction), parts in groups.items():
+        ref = _REFERENCE_PHRASES.get(reference, reference)
+        if direction == "undefined":
+            sentences.append(f"{subject} cannot be compared with {ref} on {' or '.join(parts)}: no image has a "
+                             "finite score for both.")
+        elif direction == "no clearer":
+            why = "the interval includes zero" if len(parts) == 1 else "each interval includes zero"
+            sentences.append(f"{subject} points at the lesion no clearer than {ref} does ({why}): "
+                             f"{'; '.join(parts)}.")
+        else:
+            sentences.append(f"{subject} points at the lesion {direction} than {ref} does: {'; '.join(parts)}.")
+    return " ".join(sentences)
+
+
+__all__ = ["REFERENCE_METHODS", "METRICS", "METRIC_LABELS", "load_mask", "load_masks", "centre_gaussian",
+           "uniform_map", "pointing_game", "energy_inside", "topk_iou", "agreement_scores", "agreement_table",
+           "paired_difference", "verdict"]

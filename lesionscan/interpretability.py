@@ -1,0 +1,144 @@
+"""The interpretability chapter's work: which test images to show, their maps, and maps of the whole test subset.
+
+Five explanation methods are computed for the two main models: the soft
+attention map of the attention model (summed over heads), and Grad-CAM and
+Grad-CAM++ of both models (tf-keras-vis via ``explain.gradcam``; for the
+attention model on its attention-weighted features). Each map explains the
+class the model predicted, the decision it actually made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+
+from lesionscan import evaluate, experiment, explain, models, pipeline
+from lesionscan.classes import CLASSES
+from lesionscan.errors import ParameterError
+from lesionscan.run import Run
+
+ATTENTION = "soft attention"
+METHODS = (ATTENTION, "Grad-CAM, attention model", "Grad-CAM++, attention model", "Grad-CAM, baseline",
+           "Grad-CAM++, baseline")
+
+# How plots.explanation_panel shows each column of the examples (default: laid over the image).
+PANEL_STYLES = {"attention, feature grid": "grid", "attention, heatmap": "heatmap"}
+
+# The report's confusions for actinic keratosis (akiec): with melanoma first, then with bkl and nv.
+_PREFERRED_MISTAKES = {"akiec": ("mel", "bkl", "nv")}
+
+
+def choose_examples(predictions: pd.DataFrame, per_class: int = 2) -> pd.DataFrame:
+    """Test images to show, per true class: the most confident correct ones, then mistakes.
+
+    Of ``per_class`` images, the first half (rounded up) are correct
+    predictions and the rest mistakes, each the most confident of its kind,
+    so the chapter shows what a model gets right and how it fails. A class
+    short of mistakes (or of correct ones) fills up with the other kind. For
+    akiec, mistakes the report names (as mel, then bkl or nv) come first when
+    they occur. Adds columns ``outcome`` ("correct"/"wrong") and
+    ``confidence``.
+    """
+    if per_class < 1:
+        raise ParameterError(f"explain_per_class={per_class}: expected at least 1")
+    frame = predictions.copy()
+    frame["confidence"] = frame[list(evaluate.PROB_COLUMNS)].max(axis=1)
+    frame["outcome"] = np.where(frame["pred"] == frame["dx"], "correct", "wrong")
+    chosen = []
+    for dx in CLASSES:
+        rows = frame[frame["dx"] == dx]
+        correct = rows[rows["outcome"] == "correct"].sort_values("confidence", ascending=False)
+        wrong = rows[rows["outcome"] == "wrong"]
+        preferred = _PREFERRED_MISTAKES.get(dx, ())
+        rank = wrong["pred"].map(lambda p: preferred.index(p) if p in preferred else len(preferred))
+        wrong = wrong.assign(_rank=rank).sort_values(["_rank", "confidence"], ascending=[True, False])
+        n_correct = min(len(correct), max(per_class - len(wrong), (per_class + 1) // 2))
+        n_wrong = min(len(wrong), per_class - n_correct)
+        chosen += [correct.head(n_correct), wrong.head(n_wrong).drop(columns="_rank")]
+    return pd.concat(chosen, ignore_index=True)
+
+
+def load_models(run: Run) -> dict:
+    """The run's trained attention model and baseline."""
+    return {"soft_attention": models.load_model(run.model_path("soft_attention")),
+            "baseline": models.load_model(run.model_path("baseline"))}
+
+
+def explanation_maps(trained: dict, batch_preprocessed: np.ndarray, predicted: dict[str, np.ndarray]
+                     ) -> dict[str, np.ndarray]:
+    """Every method's (N, S, S) map for one batch; ``predicted`` holds each model's predicted class indices."""
+    size = batch_preprocessed.shape[1:3]
+    sa, base = trained["soft_attention"], trained["baseline"]
+    return {
+        ATTENTION: models.attention_maps(sa, batch_preprocessed, upsample_to=size),
+        "Grad-CAM, attention model": explain.gradcam(sa, batch_preprocessed, predicted["soft_attention"]),
+        "Grad-CAM++, attention model": explain.gradcam(sa, batch_preprocessed, predicted["soft_attention"],
+                                                       plus=True),
+        "Grad-CAM, baseline": explain.gradcam(base, batch_preprocessed, predicted["baseline"]),
+        "Grad-CAM++, baseline": explain.gradcam(base, batch_preprocessed, predicted["baseline"], plus=True),
+    }
+
+
+def _predicted(run: Run, image_ids) -> dict[str, np.ndarray]:
+    """Each main model's predicted class index for ``image_ids``, from its saved test predictions."""
+    out = {}
+    for name in ("soft_attention", "baseline"):
+        pred = run.read_predictions(name).set_index("image_id")
+        out[name] = pred.loc[list(image_ids), "pred"].map(CLASSES.index).to_numpy()
+    return out
+
+
+def images_and_masks(run: Run) -> pd.DataFrame:
+    """The test subset with image and mask paths (mask_path None where the data has no mask)."""
+    from lesionscan import data
+
+    test = experiment.subsets(run)["test"]
+    masks = data.load_dataset(run.data_dir, verify_images=False)[["image_id", "mask_path"]]
+    return test.drop(columns=[c for c in ("mask_path",) if c in test.columns]).merge(masks, on="image_id", how="left")
+
+
+def example_rows(run: Run, trained: dict, per_class: int) -> list[dict]:
+    """Rows for ``plots.explanation_panel``: image, mask (if any), every method's map and the raw attention grid."""
+    from lesionscan import agreement
+
+    examples = choose_examples(run.read_predictions("soft_attention"), per_class)
+    frame = images_and_masks(run).set_index("image_id").loc[examples["image_id"]]
+    size = run.params["image_size"]
+    raw = np.stack([pipeline.load_image(path, size) for path in frame["image_path"]])
+    batch = pipeline.preprocess(raw.astype("float32"))
+    maps = explanation_maps(trained, batch, _predicted(run, examples["image_id"]))
+    grid = models.attention_maps(trained["soft_attention"], batch)
+    rows = []
+    for i, example in enumerate(examples.itertuples()):
+        mask_path = frame["mask_path"].iloc[i]
+        rows.append({"image_id": example.image_id, "image": raw[i], "true": example.dx, "pred": example.pred,
+                     "confidence": float(example.confidence),
+                     "mask": None if pd.isna(mask_path) else agreement.load_mask(mask_path, size),
+                     "maps": {"attention, feature grid": grid[i], "attention, heatmap": maps[ATTENTION][i],
+                              "attention, overlay": maps[ATTENTION][i],
+                              **{name: m[i] for name, m in maps.items() if name != ATTENTION}}})
+    return rows
+
+
+def maps_by_batch(run: Run, trained: dict, batch_size: int = 64, progress: bool = True
+                     ) -> Iterator[tuple[pd.DataFrame, dict[str, np.ndarray], np.ndarray]]:
+    """(frame, maps by method, masks) for the test images with a mask, one batch at a time.
+
+    Batches keep memory flat (five maps per image at 224 px would hold
+    about 1 GB for the report's 828 test images at once).
+    """
+    from lesionscan import agreement
+
+    frame = images_and_masks(run)
+    frame = frame[frame["mask_path"].notna()].reset_index(drop=True)
+    size = run.params["image_size"]
+    for start in range(0, len(frame), batch_size):
+        part = frame.iloc[start:start + batch_size]
+        raw = np.stack([pipeline.load_image(path, size) for path in part["image_path"]])
+        maps = explanation_maps(trained, pipeline.preprocess(raw.astype("float32")),
+                                _predicted(run, part["image_id"]))
+        if progress:
+            print(f"maps of test images {start + 1}-{start + len(part)} of {len(frame)}", flush=True)
+        yield part, maps, agreement.load_masks(part["mask_path"].tolist(), size)

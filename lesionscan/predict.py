@@ -1,0 +1,481 @@
+"""Classify dermoscopy images with a saved LesionScan model, and show where it looked.
+
+``lesionscan predict --model PATH IMAGE...`` runs :func:`run`: every input is
+checked first (the model file, each image's header, each image's decoded
+pixels, each output folder), and only then is anything written, so a bad
+input leaves no file behind. For each image it reports the seven class
+probabilities, highest first, and writes ``<stem>.lesionscan.png`` beside the
+image (or in ``--out DIR``): the image as the model sees it, the attention map
+of each attention layer (attention models only) and the Grad-CAM of the
+predicted class, each laid over the image.
+
+The model is a research model from a reproducibility study, not a diagnostic
+device; every output says so (:data:`DISCLAIMER`).
+
+Images are untrusted input. :func:`check_image` reads only the header, accepts
+the formats in :data:`IMAGE_FORMATS` (no PostScript, which Pillow would hand
+to Ghostscript) and refuses images of more than :data:`MAX_PIXELS` pixels
+before any pixel is decoded. Models are untrusted too: :func:`load_lesionscan_model`
+reads the archive's ``config.json`` before Keras builds anything, loads with
+Keras' ``safe_mode`` (no Python lambdas), and then checks the model's shape.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from lesionscan import atomic
+from lesionscan.classes import CLASS_NAMES, CLASSES, label
+from lesionscan.errors import DataError, ParameterError
+
+# Largest image accepted, in pixels (width x height, read from the header before decoding).
+# HAM10000 images are 600 x 450 (0.27 MP) and phone or dermatoscope cameras take up to
+# about 48 MP (8064 x 6048), so every real photograph passes. Decoded as RGB, 50 MP is
+# 150 MB (RGBA 200 MB), which bounds the memory one image can claim; a crafted file
+# whose header declares 30000 x 30000 (900 MP, 2.7 GB decoded) is refused unread.
+# Pillow's own limit (Image.MAX_IMAGE_PIXELS, 89.5 MP) only warns, and errors at twice that.
+MAX_PIXELS = 50_000_000
+# Formats we decode (Pillow format names); Image.open tries no other plugin.
+IMAGE_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP")
+OUTPUT_SUFFIX = ".lesionscan.png"
+DISCLAIMER = ("Research model, not a diagnostic device: these outputs come from a model trained for a "
+              "reproducibility study and must not be used to diagnose, screen or treat anyone.")
+# Size (px, square) at which the image is shown in the explanation figure; at least the model's input size.
+DISPLAY_SIZE = 224
+# A ResNet50 config.json is about 0.2 MB; a larger one is not ours (and may be a zip bomb).
+_MAX_CONFIG_BYTES = 16_000_000
+_BATCH = 16
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Images
+
+
+def check_image(path) -> tuple[int, int]:
+    """Check that ``path`` is an image we can safely decode; return its (width, height).
+
+    Reads the header only. Raises :class:`DataError`, naming the file, when it
+    is missing, not a file, not an image in one of :data:`IMAGE_FORMATS`, or
+    larger than :data:`MAX_PIXELS` pixels. Pillow's own decompression-bomb
+    warning and error are turned into the same error.
+    """
+    from PIL import Image
+
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"image {path}: no such file")
+    if not path.is_file():
+        raise DataError(f"image {path}: not a file")
+    limit = f"the limit is {MAX_PIXELS:,} pixels ({MAX_PIXELS / 1e6:g} megapixels)"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path, formats=list(IMAGE_FORMATS)) as img:
+                width, height = (int(v) for v in img.size)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataError(f"image {path}: too large to decode safely ({exc}); {limit}") from None
+    except Exception as exc:  # UnidentifiedImageError, truncated header, plugin errors: all "not an image"
+        raise DataError(f"image {path}: not a readable image (expected one of "
+                        f"{', '.join(IMAGE_FORMATS)}; {type(exc).__name__}: {exc})") from None
+    if width < 1 or height < 1:
+        raise DataError(f"image {path}: header declares an empty image ({width}x{height})")
+    if width * height > MAX_PIXELS:
+        raise DataError(f"image {path}: {width}x{height} is {width * height:,} pixels, too large to decode "
+                        f"safely; {limit}")
+    return width, height
+
+
+def _load(path, size: int) -> np.ndarray:
+    """The image as a uint8 (size, size, 3) array, after :func:`check_image`; decoding errors name the file."""
+    from PIL import Image
+
+    from lesionscan import pipeline
+
+    check_image(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return pipeline.load_image(path, size)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataError(f"image {path}: too large to decode safely ({exc})") from None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Models
+
+
+def _check_archive(path: Path) -> None:
+    """Cheap checks on the file, before Keras reads it: a .keras zip whose config is a functional model of ours."""
+    from lesionscan.models import KINDS
+
+    expected = f"expected a .keras file saved by LesionScan (a model named one of {', '.join(KINDS)})"
+    if not path.exists():
+        raise ParameterError(f"model file {path}: no such file")
+    if not path.is_file():
+        raise ParameterError(f"model file {path}: not a file")
+    if path.suffix != ".keras":
+        raise ParameterError(f"model file {path}: not a .keras file; {expected}")
+    if not zipfile.is_zipfile(path):
+        raise ParameterError(f"model file {path}: not a Keras archive (not a zip file); {expected}")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            if not {"config.json", "model.weights.h5"} <= names:
+                raise ParameterError(f"model file {path}: not a Keras archive (no config.json and "
+                                     f"model.weights.h5 inside); {expected}")
+            if archive.getinfo("config.json").file_size > _MAX_CONFIG_BYTES:
+                raise ParameterError(f"model file {path}: its config.json is implausibly large; {expected}")
+            config = json.loads(archive.read("config.json"))
+    except (zipfile.BadZipFile, OSError, ValueError, UnicodeDecodeError) as exc:
+        raise ParameterError(f"model file {path}: not a readable Keras archive ({exc}); {expected}") from None
+    inner = config.get("config") if isinstance(config, dict) else None
+    name = inner.get("name") if isinstance(inner, dict) else None
+    if not isinstance(config, dict) or config.get("class_name") != "Functional" or name not in KINDS:
+        raise ParameterError(f"model file {path}: a Keras model named {name!r}, not a LesionScan model; {expected}")
+
+
+def input_size(model) -> int:
+    """The model's square input size in pixels (from its input shape)."""
+    return int(model.inputs[0].shape[1])
+
+
+def load_lesionscan_model(path):
+    """Load a LesionScan model saved as ``.keras``; anything else is a :class:`ParameterError` naming the file.
+
+    Checked, in this order:
+
+    1. the file exists, is a regular file and ends in ``.keras``;
+    2. it is a zip archive holding ``config.json`` and ``model.weights.h5``
+       (the Keras 3 format), and the config (under 16 MB) describes a
+       functional model whose name is one of :data:`lesionscan.models.KINDS`
+       (read before Keras deserialises anything);
+    3. Keras loads it with ``safe_mode=True`` and our custom layers;
+    4. the loaded model is named one of the KINDS, has one input of shape
+       (None, S, S, 3) with S >= 32, and one output of shape
+       (None, len(CLASSES)) = (None, 7);
+    5. its output layer ``predictions`` has a softmax activation;
+    6. the baseline has no attention layer, every other kind at least one;
+    7. it has the layer Grad-CAM explains (``soft_attention`` or
+       ``conv5_block3_out``, see :func:`lesionscan.explain.default_layer`).
+    """
+    import keras
+
+    from lesionscan import explain, models
+
+    path = Path(path)
+    _check_archive(path)
+    try:
+        model = keras.models.load_model(path, custom_objects=dict(models._CUSTOM_OBJECTS), compile=False,
+                                        safe_mode=True)
+    except Exception as exc:
+        raise ParameterError(f"model file {path}: could not load it as a Keras model ({type(exc).__name__}: "
+                             f"{exc})") from None
+
+    def reject(why: str):
+        return ParameterError(f"model file {path}: not a LesionScan model ({why})")
+
+    if model.name not in models.KINDS:
+        raise reject(f"model name {model.name!r}, expected one of {', '.join(models.KINDS)}")
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise reject(f"{len(model.inputs)} inputs and {len(model.outputs)} outputs, expected one of each")
+    shape = tuple(model.inputs[0].shape)
+    if len(shape) != 4 or shape[1] is None or shape[1] != shape[2] or shape[3] != 3 or int(shape[1]) < 32:
+        raise reject(f"input shape {shape}, expected (None, S, S, 3) with S >= 32")
+    out_shape = tuple(model.outputs[0].shape)
+    if out_shape[1:] != (len(CLASSES),):
+        raise reject(f"output shape {out_shape}, expected (None, {len(CLASSES)}): one probability per class "
+                     f"({', '.join(CLASSES)})")
+    try:
+        activation = model.get_layer("predictions").activation
+    except (ValueError, AttributeError):
+        raise reject("no output layer 'predictions' with an activation") from None
+    if getattr(activation, "__name__", None) != "softmax":
+        raise reject(f"output activation {getattr(activation, '__name__', activation)!r}, expected softmax")
+    attention = models.attention_layers(model)
+    if (model.name == "baseline") == bool(attention):
+        raise reject(f"a {model.name!r} model with attention layers {attention or 'none'}")
+    try:
+        explain.default_layer(model)
+    except ParameterError as exc:
+        raise reject(str(exc)) from None
+    return model
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Prediction
+
+
+def _probabilities(model, images_uint8: np.ndarray) -> np.ndarray:
+    """(N, 7) class probabilities, run batch by batch in inference mode (no progress bar on stdout)."""
+    from lesionscan import pipeline
+
+    parts = [np.asarray(model(pipeline.preprocess(images_uint8[i:i + _BATCH]), training=False), dtype=np.float64)
+             for i in range(0, len(images_uint8), _BATCH)]
+    probs = np.concatenate(parts) if parts else np.zeros((0, len(CLASSES)))
+    bad = ~np.isfinite(probs).all(axis=1) | (np.abs(probs.sum(axis=1) - 1.0) > 1e-3) | (probs < 0).any(axis=1)
+    if bad.any():
+        raise ParameterError(f"model {model.name!r} returned invalid probabilities (not finite, or not summing "
+                             "to 1); is the model file damaged?")
+    return probs
+
+
+def predict(model, image_paths) -> list[dict]:
+    """Class probabilities of each image, as one dict per image in input order.
+
+    Every image is checked (:func:`check_image`) and decoded at the model's
+    input size before the model runs, so a bad image raises
+    :class:`DataError` naming it and nothing is returned. Each dict:
+    ``image`` (the path as given), ``width`` and ``height`` (the file's),
+    ``probabilities`` ({class code: probability}, highest first, summing to
+    1), ``predicted`` (the top code), ``predicted_index`` (its index in
+    :data:`CLASSES`), ``predicted_name`` and ``confidence`` (its probability).
+    """
+    paths = [Path(p) for p in image_paths]
+    sizes = [check_image(p) for p in paths]  # every header first: a bomb is refused before anything decodes
+    size = input_size(model)
+    images = np.stack([_load(p, size) for p in paths]) if paths else np.zeros((0, size, size, 3), np.uint8)
+    probs = _probabilities(model, images)
+    results = []
+    for path, (width, height), row in zip(paths, sizes, probs):
+        order = sorted(range(len(CLASSES)), key=lambda k: (-row[k], k))
+        top = order[0]
+        results.append({
+            "image": str(path), "width": width, "height": height,
+            "probabilities": {CLASSES[k]: float(row[k]) for k in order},
+            "predicted": CLASSES[top], "predicted_index": int(top), "predicted_name": CLASS_NAMES[CLASSES[top]],
+            "confidence": float(row[top]),
+        })
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Explanations
+
+
+def _attention_title(model, layer: str, predicted_index: int) -> str:
+    from lesionscan import models
+
+    if isinstance(model.get_layer(layer), models.ClassAttention):
+        return f"class attention ({CLASSES[predicted_index]})"
+    if layer == models.STAGE4_ATTENTION_LAYER:
+        return "attention map (stage 4)"
+    if models.STAGE4_ATTENTION_LAYER in models.attention_layers(model):  # multiscale: name both stages
+        return "attention map (stage 5)"
+    return "attention map"
+
+
+def panel_titles(model, predicted_index: int) -> list[str]:
+    """Titles of the panels :func:`write_explanation` draws: the image, one per attention layer, Grad-CAM."""
+    from lesionscan import models
+
+    titles = ["image (as the model sees it)"]
+    titles += [_attention_title(model, layer, predicted_index) for layer in models.attention_layers(model)]
+    return titles + [f"Grad-CAM ({CLASSES[predicted_index]})"]
+
+
+def _scaled(heatmap: np.ndarray) -> np.ndarray:
+    """A map scaled to [0, 1] by its own range (a constant map becomes 0)."""
+    heat = np.nan_to_num(np.asarray(heatmap, dtype=np.float32), nan=0.0)
+    low, high = float(heat.min()), float(heat.max())
+    return (heat - low) / (high - low) if high > low else np.zeros_like(heat)
+
+
+def explanation_maps(model, image_paths, predicted_indices) -> list[dict[str, np.ndarray]]:
+    """Per image, {panel title: map in [0, 1] at the model's input size} for every panel after the image.
+
+    The attention map of each attention layer (the sum over heads; class
+    attention: the predicted class's map), then Grad-CAM of the predicted
+    class on the model's default layer. All images go through the model
+    together (Grad-CAM copies the model once per call, not once per image).
+    """
+    from lesionscan import explain, models, pipeline
+
+    paths = [Path(p) for p in image_paths]
+    indices = np.asarray(predicted_indices, dtype=int).reshape(-1)
+    if len(indices) != len(paths):
+        raise ParameterError(f"got {len(indices)} class indices for {len(paths)} images")
+    size = input_size(model)
+    batch = pipeline.preprocess(np.stack([_load(p, size) for p in paths]))
+    columns: dict[str, list[np.ndarray]] = {}
+    titles = [panel_titles(model, int(k))[1:] for k in indices]
+    for j, layer in enumerate(models.attention_layers(model)):
+        class_index = indices if isinstance(model.get_layer(layer), models.ClassAttention) else None
+        maps = models.attention_maps(model, batch, upsample_to=(size, size), layer=layer, class_index=class_index)
+        columns[j] = [_scaled(m) for m in maps]
+    cams = explain.gradcam(model, batch, indices)
+    columns[len(columns)] = [np.clip(c, 0.0, 1.0) for c in cams]
+    return [{titles[i][j]: columns[j][i] for j in range(len(columns))} for i in range(len(paths))]
+
+
+def explanation_path(image_path, out_dir=None) -> Path:
+    """Where the explanation of ``image_path`` goes: ``<stem>.lesionscan.png`` in ``out_dir`` or beside the image."""
+    image_path = Path(image_path)
+    folder = Path(out_dir) if out_dir is not None else image_path.parent
+    return folder / f"{image_path.stem}{OUTPUT_SUFFIX}"
+
+
+def write_explanation(model, image_path, out_dir=None, predicted_index=None, *, confidence=None,
+                      maps=None) -> Path:
+    """Write the explanation figure of one image as PNG, atomically; return its path.
+
+    Panels (see :func:`panel_titles`): the image resized to a square as the
+    model sees it, the attention map of each attention layer (none for the
+    baseline), and Grad-CAM of ``predicted_index``, each overlaid in viridis
+    and scaled to its own range. The title names the predicted class and
+    carries :data:`DISCLAIMER`; the PNG's text chunks "Panels" (titles joined
+    by " | ") and "Disclaimer" record the same. ``out_dir`` None writes beside
+    the image; a missing ``out_dir`` is created. ``predicted_index`` None
+    predicts it; ``maps`` (one element of :func:`explanation_maps`) skips
+    recomputing the maps. An existing file of that name is replaced.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from lesionscan.explain import overlay
+
+    image_path = Path(image_path)
+    if predicted_index is None:
+        result = predict(model, [image_path])[0]
+        predicted_index, confidence = result["predicted_index"], result["confidence"]
+    predicted_index = int(predicted_index)
+    if not 0 <= predicted_index < len(CLASSES):
+        raise ParameterError(f"predicted_index {predicted_index}: expected 0..{len(CLASSES) - 1}")
+    if maps is None:
+        maps = explanation_maps(model, [image_path], [predicted_index])[0]
+    titles = panel_titles(model, predicted_index)
+    if list(maps) != titles[1:]:
+        raise ParameterError(f"maps have panels {list(maps)}; expected {titles[1:]}")
+    image = _load(image_path, max(DISPLAY_SIZE, input_size(model)))
+
+    code = CLASSES[predicted_index]
+    headline = f"{image_path.name}: {label(code)}"
+    if confidence is not None:
+        headline += f", probability {float(confidence):.2f}"
+    fig = Figure(figsize=(2.7 * len(titles), 3.6), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(titles), squeeze=False)[0]
+    panels = [image] + [overlay(image, heat, alpha=0.5, cmap="viridis") for heat in maps.values()]
+    for ax, title, panel in zip(axes, titles, panels):
+        ax.imshow(panel)
+        ax.set_title(title, fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"{headline}\n{DISCLAIMER.split(':')[0]}", fontsize=10.5)
+    target = explanation_path(image_path, out_dir)
+    try:
+        with atomic.atomic_path(target) as tmp:
+            fig.savefig(tmp, format="png", facecolor="white",
+                        metadata={"Software": "lesionscan", "Title": headline, "Panels": " | ".join(titles),
+                                  "Disclaimer": DISCLAIMER})
+    except OSError as exc:
+        raise DataError(f"{target}: could not write the explanation ({exc})") from None
+    return target
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The command
+
+
+def _check_destinations(image_paths, out_dir) -> list[Path]:
+    """Output path per image; refuses an unwritable folder, or two images that would write the same file."""
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise ParameterError(f"--out {out_dir}: exists and is not a folder")
+        existing = out_dir
+        while not existing.exists():  # the folder is created later, after every check
+            existing = existing.parent
+        if not existing.is_dir():
+            raise ParameterError(f"--out {out_dir}: cannot create it, {existing} is not a folder")
+        folders = {existing}
+    else:
+        folders = {Path(p).parent for p in image_paths}
+    for folder in folders:
+        if not os.access(folder if str(folder) else ".", os.W_OK | os.X_OK):
+            raise ParameterError(f"{folder}: cannot write the explanation images there (no permission); "
+                                 "pass --out DIR")
+    targets, seen = [], {}
+    for p in image_paths:
+        target = explanation_path(p, out_dir)
+        key = target.resolve()
+        source = Path(p).resolve()
+        if key in seen and seen[key] != source:
+            raise ParameterError(f"images {seen[key]} and {source} would both write {target}; "
+                                 "rename one or run them separately")
+        seen[key] = source
+        targets.append(target)
+    return targets
+
+
+def run(model_path, image_paths, out_dir=None) -> dict:
+    """The ``predict`` command: check every input, then predict and write one explanation PNG per image.
+
+    Order: the model file's archive and config, every image header, the
+    output folders, the full model load and checks, every image decoded,
+    the predictions and maps; only then are files written (and ``out_dir``
+    created). Returns a report: ``disclaimer``, ``model`` (path, kind,
+    input size), ``max_pixels`` and ``results`` (:func:`predict`'s dicts
+    plus ``explanation``, the PNG's path, and ``panels``, its panel titles).
+    """
+    paths = [Path(p) for p in image_paths]
+    if not paths:
+        raise ParameterError("no images given")
+    _check_archive(Path(model_path))
+    problems = []
+    for p in paths:
+        try:
+            check_image(p)
+        except DataError as exc:
+            problems.append(str(exc))
+    if len(problems) == 1:
+        raise DataError(problems[0])
+    if problems:
+        raise DataError(f"{len(problems)} images rejected:\n  " + "\n  ".join(problems))
+    targets = _check_destinations(paths, out_dir)
+    model = load_lesionscan_model(model_path)
+    results = predict(model, paths)
+    maps = explanation_maps(model, paths, [r["predicted_index"] for r in results])
+    for result, path, target, image_maps in zip(results, paths, targets, maps):
+        written = write_explanation(model, path, target.parent, result["predicted_index"],
+                                    confidence=result["confidence"], maps=image_maps)
+        result["explanation"] = str(written)
+        result["panels"] = panel_titles(model, result["predicted_index"])
+    return {"disclaimer": DISCLAIMER, "model": {"path": str(model_path), "kind": model.name,
+                                                "input_size": input_size(model)},
+            "max_pixels": MAX_PIXELS, "results": results}
+
+
+def format_text(results) -> str:
+    """Readable report: per image the predicted class and every probability, highest first; then the disclaimer.
+
+    ``results``: :func:`predict`'s list (or :func:`run`'s report, whose results are used).
+    """
+    if isinstance(results, dict):
+        results = results["results"]
+    width = max(len(label(dx)) for dx in CLASSES)
+    lines = []
+    for result in results:
+        lines.append(f"{result['image']}: {label(result['predicted'])}, probability {result['confidence']:.3f}")
+        for dx, p in result["probabilities"].items():
+            lines.append(f"  {label(dx):<{width}}  {p:.3f}")
+        if result.get("explanation"):
+            lines.append(f"  explanation: {result['explanation']} ({', '.join(result['panels'][1:])})")
+        lines.append("")
+    lines.append(DISCLAIMER)
+    return "\n".join(lines)
+
+
+def format_json(report: dict) -> str:
+    """:func:`run`'s report as JSON (probabilities in descending order, as in the report)."""
+    return json.dumps(report, indent=2)
+
+
+__all__ = ["MAX_PIXELS", "IMAGE_FORMATS", "DISCLAIMER", "check_image", "load_lesionscan_model", "input_size",
+           "predict", "panel_titles", "explanation_maps", "explanation_path", "write_explanation", "run",
+           "format_text", "format_json"]

@@ -1,0 +1,97 @@
+"""The interpretability chapter's choices and maps, on a tiny run with untrained models."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lesionscan import evaluate, interpretability
+from lesionscan.classes import CLASSES
+from lesionscan.errors import ParameterError
+
+
+def _predictions(rows):
+    """rows: (image_id, true, predicted, confidence of the prediction)."""
+    probs = np.zeros((len(rows), len(CLASSES)))
+    for i, (_, _, pred, p) in enumerate(rows):
+        probs[i] = (1.0 - p) / (len(CLASSES) - 1)
+        probs[i, CLASSES.index(pred)] = p
+    return evaluate.predictions_frame([r[0] for r in rows], [r[1] for r in rows], probs)
+
+
+def test_examples_are_the_most_confident_correct_then_the_most_confident_mistake():
+    pred = _predictions([("a", "mel", "mel", 0.6), ("b", "mel", "mel", 0.9), ("c", "mel", "nv", 0.5),
+                         ("d", "mel", "bkl", 0.8), ("e", "nv", "nv", 0.7)])
+    chosen = interpretability.choose_examples(pred, per_class=2)
+    mel = chosen[chosen["dx"] == "mel"]
+    assert mel["image_id"].tolist() == ["b", "d"]
+    assert mel["outcome"].tolist() == ["correct", "wrong"]
+    assert chosen[chosen["dx"] == "nv"]["image_id"].tolist() == ["e"]  # no mistake to show
+    assert set(chosen["dx"]) == {"mel", "nv"}  # classes without test images are skipped
+
+
+def test_akiec_shows_the_reports_confusion_with_melanoma_first():
+    pred = _predictions([("a", "akiec", "akiec", 0.9), ("b", "akiec", "bcc", 0.95), ("c", "akiec", "mel", 0.4),
+                         ("d", "akiec", "nv", 0.9)])
+    chosen = interpretability.choose_examples(pred, per_class=3)
+    assert chosen["image_id"].tolist() == ["a", "c", "d"]
+
+
+def test_a_class_short_of_correct_predictions_shows_more_mistakes():
+    pred = _predictions([("a", "df", "nv", 0.9), ("b", "df", "bkl", 0.6), ("c", "df", "df", 0.5)])
+    assert interpretability.choose_examples(pred, per_class=3)["image_id"].tolist() == ["c", "a", "b"]
+    with pytest.raises(ParameterError, match="explain_per_class"):
+        interpretability.choose_examples(pred, per_class=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A run on 180 synthetic images at 32 px with untrained models and their test predictions."""
+    from lesionscan import experiment, models, pipeline, profiles, split, synthetic
+    from lesionscan.run import Run
+
+    root = tmp_path_factory.mktemp("interp")
+    data_dir = synthetic.generate(root / "data", n_images=180, size=64, seed=3)
+    params = profiles.resolve("smoke", {"image_size": 32})
+    params["data_dir"] = str(data_dir)
+    run = Run(dir=root / "run", params=params)
+    from lesionscan import data
+
+    split.write_split(split.make_split(data.load_dataset(data_dir), "seed", seed=0), run.split_path)
+    test = experiment.subsets(run)["test"]
+    images = pipeline.preprocess(np.stack([pipeline.load_image(p, 32) for p in test["image_path"]]).astype("float32"))
+    for kind in ("soft_attention", "baseline"):
+        model = experiment.build(run, kind)
+        run.model_path(kind).parent.mkdir(parents=True, exist_ok=True)
+        model.save(run.model_path(kind))
+        probs = model.predict(images, verbose=0)
+        frame = evaluate.predictions_frame(test["image_id"].tolist(), test["dx"].tolist(), probs)
+        run.predictions_path(kind).parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(run.predictions_path(kind), index=False)
+    return run
+
+
+def test_example_rows_carry_image_mask_and_every_map(tiny_run):
+    trained = interpretability.load_models(tiny_run)
+    rows = interpretability.example_rows(tiny_run, trained, per_class=1)
+    assert rows and len(rows) == len({row["true"] for row in rows})
+    for row in rows:
+        assert row["image"].shape == (32, 32, 3) and row["mask"].shape == (32, 32) and row["mask"].any()
+        assert row["maps"]["attention, feature grid"].shape == (1, 1)  # 32 px / 32
+        for name in interpretability.METHODS[1:] + ("attention, heatmap", "attention, overlay"):
+            assert row["maps"][name].shape == (32, 32), name
+    assert set(interpretability.PANEL_STYLES) <= set(rows[0]["maps"])
+
+
+def test_maps_by_batch_covers_every_test_image_with_a_mask(tiny_run):
+    from lesionscan import agreement
+
+    trained = interpretability.load_models(tiny_run)
+    parts = list(interpretability.maps_by_batch(tiny_run, trained, batch_size=7, progress=False))
+    frames = pd.concat([frame for frame, _, _ in parts])
+    assert sorted(frames["image_id"]) == sorted(tiny_run.read_predictions("baseline")["image_id"])
+    for frame, maps, masks in parts:
+        assert set(maps) == set(interpretability.METHODS)
+        assert all(m.shape == masks.shape == (len(frame), 32, 32) for m in maps.values())
+    scores = pd.concat([agreement.agreement_scores(maps, masks, frame["image_id"].tolist(), frame["dx"].tolist())
+                        for frame, maps, masks in parts])
+    assert set(interpretability.METHODS) | set(agreement.REFERENCE_METHODS) == set(scores["method"])
