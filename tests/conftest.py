@@ -18,3 +18,13 @@ def real_data_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"LESIONSCAN_REAL_DATA={value} is not a directory")
     return path
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """One smoke study with its built book, shared by every test that reads a run's outputs (minutes)."""
+    from lesionscan import study
+
+    artifacts = tmp_path_factory.mktemp("study") / "artifacts"
+    index = study.run_study("smoke", artifacts=str(artifacts))
+    return artifacts / "smoke", index

@@ -1,6 +1,6 @@
 """End to end: the smoke study runs every chapter and builds the book, offline, on a CPU.
 
-One study run (a few minutes) is shared by the assertions below.
+One study run (``smoke_run`` in conftest.py, minutes) is shared by the assertions below.
 """
 
 import json
@@ -19,13 +19,6 @@ pytestmark = pytest.mark.slow
 # the margin leaves room for numerical differences between machines while
 # staying far above chance.
 MIN_BALANCED_ACCURACY = 0.35
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    artifacts = tmp_path_factory.mktemp("study") / "artifacts"
-    index = study.run_study("smoke", artifacts=str(artifacts))
-    return artifacts / "smoke", index
 
 
 def test_book_is_built_with_every_chapter(smoke_run):
