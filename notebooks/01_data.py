@@ -59,7 +59,7 @@ display(Markdown(
 class_table = run.save_table("class_table", report.class_counts_beside_report(data.class_table(dataset)))
 display(class_table.style.hide(axis="index").format({"percent": "{:.1f}"}, na_rep="–"))
 
-# %% tags=["remove-input"]
+# %% tags=["remove-input"] mystnb={"figure": {"caption": "Images per class in this run's data (the report's Table 4.1 as a figure).", "name": "fig-class-distribution"}}
 run.save_figure("class_distribution", plots.class_distribution(class_table))
 
 # %% [markdown]
@@ -90,11 +90,11 @@ display(run.save_table("image_sizes", sizes).style.hide(axis="index"))
 # correlates (a lesion on the face is more likely a keratosis than a
 # dermatofibroma) as well as the lesion itself.
 
-# %% tags=["remove-input"]
+# %% tags=["remove-input"] mystnb={"figure": {"caption": "Age, sex and body site per class.", "name": "fig-metadata-by-class"}}
 run.save_figure("metadata_by_class", plots.metadata_by_class(dataset))
 
 # %% [markdown]
 # ## Examples per class
 
-# %% tags=["remove-input"]
+# %% tags=["remove-input"] mystnb={"figure": {"caption": "Five images of each class, drawn reproducibly with the run's seed.", "name": "fig-sample-grid"}}
 run.save_figure("sample_grid", plots.sample_grid(data.sample_images(dataset, per_class=5, seed=run.params["seed"])))

@@ -72,7 +72,7 @@ else:
     display(Markdown(f"*Not shown for this run: it uses {run.data_label} and the "
                      f"`{p['split_protocol']}` protocol, so its test set cannot match the report's.*"))
 
-# %% tags=["remove-input"]
+# %% tags=["remove-input"] mystnb={"figure": {"caption": "Images per class in the training, validation and test subsets under each split protocol.", "name": "fig-split-support"}}
 run.save_figure("split_support", plots.split_support({name: split.support_table(s) for name, s in splits.items()}))
 
 # %% [markdown]
@@ -95,7 +95,7 @@ display(leakage.style.hide(axis="index"))
 # brightened (the report's list); validation and test images are not. Below:
 # one training image and augmented copies of it, at the model's input size.
 
-# %% tags=["remove-input"]
+# %% tags=["remove-input"] mystnb={"figure": {"caption": "One training image and augmented copies of it, made by the training pipeline itself.", "name": "fig-augmentation-gallery"}}
 train_paths = chosen.merge(dataset[["image_id", "image_path"]], on="image_id").query("subset == 'train'")
 original = pipeline.load_image(train_paths["image_path"].iloc[0], p["image_size"])
 copies = pipeline.augmented_copies(original, n=7, seed=p["seed"])

@@ -49,7 +49,7 @@ display(Markdown(experiment.provenance(run, result)))
 # %% [markdown]
 # ## Training curves
 
-# %% tags=["remove-input"]
+# %% tags=["remove-input"] mystnb={"figure": {"caption": "Soft attention: loss and accuracy per epoch on the training and validation subsets.", "name": "fig-soft-attention-training-curves"}}
 run.save_figure("soft_attention_training_curves", plots.training_curves(result.history))
 
 # %% [markdown]
@@ -68,12 +68,12 @@ display(run.save_table("soft_attention_classification_report",
 # Rows are the true class, columns the predicted one; counts on the left,
 # each row normalised to 1 on the right.
 
-# %% tags=["remove-input"]
+# %% tags=["remove-input"] mystnb={"figure": {"caption": "Soft attention: confusion matrix on the test subset, in counts and row-normalised.", "name": "fig-soft-attention-confusion"}}
 run.save_figure("soft_attention_confusion", plots.confusion_matrix(evaluate.confusion(result.predictions),
                                                               evaluate.confusion(result.predictions, normalize=True)))
 
 # %% [markdown]
 # ## ROC curves (one class against the rest)
 
-# %% tags=["remove-input"]
+# %% tags=["remove-input"] mystnb={"figure": {"caption": "Soft attention: one-against-rest ROC curve of each class on the test subset, with its AUC.", "name": "fig-soft-attention-roc"}}
 run.save_figure("soft_attention_roc", plots.roc_curves(result.predictions))

@@ -66,8 +66,9 @@ display(table.style.hide(axis="index").format(precision=3, na_rep="–"))
 paired = stats.paired_bootstrap(predictions["baseline"], predictions["soft_attention"], "balanced_accuracy",
                                 n_resamples=p["bootstrap_resamples"], seed=p["seed"])
 mcnemar = stats.mcnemar(predictions["baseline"], predictions["soft_attention"])
-run.save_json("sa_vs_baseline", {"paired_bootstrap": paired, "mcnemar": mcnemar})
-display(Markdown("**" + stats.verdict(paired, mcnemar, "baseline", "soft-attention model") + "**"))
+sa_verdict = stats.verdict(paired, mcnemar, "baseline", "soft-attention model")
+run.save_json("sa_vs_baseline", {"paired_bootstrap": paired, "mcnemar": mcnemar, "verdict": sa_verdict})
+display(Markdown(f"**{sa_verdict}**"))
 
 # %% [markdown]
 # ## The report's numbers beside ours
@@ -80,7 +81,7 @@ display(Markdown("**" + stats.verdict(paired, mcnemar, "baseline", "soft-attenti
 claims = run.save_table("report_comparison", report.comparison_with_intervals(metrics, intervals))
 display(claims.style.hide(axis="index").format(precision=3, na_rep="–"))
 
-# %% tags=["remove-input"]
+# %% tags=["remove-input"] mystnb={"figure": {"caption": "Each number the report claims (marker) against our value and its 95 % interval.", "name": "fig-report-comparison"}}
 run.save_figure("report_comparison", plots.interval_comparison(claims))
 
 # %% [markdown]
@@ -102,7 +103,7 @@ display(run.save_table("melanoma_sensitivity", stats.melanoma_table(predictions,
 # Label smoothing makes a model less confident; how far its confidence
 # matches its accuracy is measured by the expected calibration error (ECE).
 
-# %% tags=["remove-input"]
+# %% tags=["remove-input"] mystnb={"figure": {"caption": "Reliability diagram: accuracy against confidence per bin for both models; the diagonal is perfect calibration.", "name": "fig-reliability"}}
 run.save_figure("reliability", plots.reliability_diagram(
     {name: stats.reliability_table(predictions[name]) for name in main_models}))
 
@@ -131,7 +132,7 @@ variant_table = run.save_table("ablation", experiment.interval_table(
     variant_intervals, {name: m for name, (m, _) in variant_results.items()}))
 display(variant_table.style.hide(axis="index").format(precision=3, na_rep="–"))
 
-# %% tags=["remove-input"]
+# %% tags=["remove-input"] mystnb={"figure": {"caption": "The model variants side by side, trained and tested under the same protocol and seed.", "name": "fig-ablation"}}
 run.save_figure("ablation", plots.metric_comparison(
     experiment.comparison_table({name: m for name, (m, _) in variant_results.items()})))
 

@@ -58,7 +58,7 @@ display(Markdown(experiment.provenance_text(run)))
 # the report discusses, when they occur). The image column outlines the
 # lesion mask. Each map is scaled to its own range.
 
-# %% tags=["remove-input"]
+# %% tags=["remove-input"] mystnb={"figure": {"caption": "Test images of one true class (named above the figure) with the attention map and Grad-CAM of both models; the dashed line outlines the lesion mask."}}
 rows = interpretability.example_rows(run, trained, per_class=p["explain_per_class"])
 for dx in CLASSES:
     class_rows = [row for row in rows if row["true"] == dx]
@@ -85,7 +85,7 @@ for dx in CLASSES:
 parts = [agreement.agreement_scores(maps, masks, frame["image_id"].tolist(), frame["dx"].tolist(), seed=p["seed"])
          for frame, maps, masks in interpretability.maps_by_batch(run, trained)]
 
-# %% tags=["remove-input"]
+# %% tags=["remove-input"] mystnb={"figure": {"caption": "Agreement of each map with the lesion masks over the test subset, with 95 % intervals; hatched grey bars are the two reference maps.", "name": "fig-mask-agreement"}}
 if not parts:
     display(Markdown(f"**This dataset has no lesion masks** (`{run.data_dir}` has no "
                      "`HAM10000_segmentations_lesion_tschandl/`), so the maps above cannot be scored."))

@@ -1,0 +1,63 @@
+"""The front page's findings come from the run's files, name the data, and say what did not run."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from lesionscan import findings, profiles
+from lesionscan.run import Run
+
+
+def _run(tmp_path, profile="smoke", **changes):
+    params = profiles.resolve(profile, changes)
+    params["data_dir"] = str(tmp_path / "data")
+    return Run(dir=tmp_path / "run", params=params)
+
+
+def _write_results(run):
+    (run.dir / "tables").mkdir(parents=True)
+    (run.dir / "metrics").mkdir()
+    pd.DataFrame([
+        {"model": "soft_attention", "metric": "accuracy", "section": "Abstract", "report": 0.926, "ours": 0.7,
+         "low": 0.65, "high": 0.75},
+        {"model": "soft_attention", "metric": "accuracy", "section": "Table 4.2", "report": 0.91, "ours": 0.7,
+         "low": 0.65, "high": 0.75},
+        {"model": "baseline", "metric": "accuracy", "section": "Table 4.2", "report": 0.85, "ours": 0.6,
+         "low": 0.55, "high": 0.66},
+    ]).to_csv(run.table_path("report_comparison"), index=False)
+    run.metrics_path("soft_attention").write_text(json.dumps({"majority_baseline": {"accuracy": 0.801}}))
+    run.metrics_path("sa_vs_baseline").write_text(json.dumps({"verdict": "No evidence either way."}))
+    pd.DataFrame([
+        {"protocol": "seed", "metric": "balanced_accuracy", "value": 0.55, "low": 0.5, "high": 0.6},
+        {"protocol": "image", "metric": "balanced_accuracy", "value": 0.70, "low": 0.66, "high": 0.74},
+    ]).to_csv(run.table_path("leakage_audit"), index=False)
+    run.metrics_path("mask_agreement_verdict").write_text(json.dumps({"verdict": "Attention looks at the border."}))
+
+
+def test_findings_state_the_runs_numbers_beside_the_reports(tmp_path):
+    run = _run(tmp_path)
+    _write_results(run)
+    text = findings.findings_markdown(run)
+    assert "| accuracy, soft attention (Abstract) | 0.926 | 0.700 (0.650 to 0.750) |" in text
+    assert "Table 4.2) | 0.910" not in text  # one row per claim: the first the report gives
+    assert "| accuracy, baseline (Table 4.2) | 0.850 | 0.600 (0.550 to 0.660) |" in text
+    assert "0.801" in text and "No evidence either way." in text and "Attention looks at the border." in text
+    assert "0.700 (0.660 to 0.740) against 0.550 (0.500 to 0.600) under the `seed` split: +0.150" in text
+    assert "synthetic data" in text and "say nothing about the report" in text
+
+
+def test_findings_say_what_did_not_run(tmp_path):
+    run = _run(tmp_path, "cpu")
+    run.dir.mkdir()
+    text = findings.findings_markdown(run)
+    assert "was not run" in text and "not run (chapter 5)" in text and "not measured" in text
+    assert "Leakage" not in text
+
+
+@pytest.mark.parametrize("profile, words", [
+    ("cpu", "reduced resolution (96 px against the report's 224 px) and no ImageNet pre-training"),
+    ("paper", "the report's protocol"),
+])
+def test_data_description_names_what_limits_the_run(tmp_path, profile, words):
+    assert words in findings.data_description(_run(tmp_path, profile))
