@@ -389,6 +389,59 @@ def agreement_table(scores: pd.DataFrame, n_resamples: int = 1000, seed: int = 0
     return table
 
 
+def summary(table: pd.DataFrame, class_: str = "all", digits: int = 3) -> pd.DataFrame:
+    """One row per method, one column per metric, "mean (low to high)": the table a reader scans.
+
+    ``table`` is :func:`agreement_table`'s long table; ``class_`` picks its
+    rows ("all" or a class code). The number of images scored is the last column.
+    """
+    rows = table[table["class"] == class_]
+    if rows.empty:
+        raise ParameterError(f"the agreement table has no rows for class {class_!r}")
+    text = rows.apply(lambda r: f"{r['mean']:.{digits}f} ({r['low']:.{digits}f} to {r['high']:.{digits}f})", axis=1)
+    wide = rows.assign(text=text).pivot(index="method", columns="metric", values="text")
+    wide = wide.reindex(index=list(dict.fromkeys(rows["method"])),
+                        columns=[m for m in METRICS if m in wide.columns])
+    wide.columns = [METRIC_LABELS.get(m, m) for m in wide.columns]
+    wide["images"] = rows.groupby("method", sort=False)["n"].max().reindex(wide.index)
+    return wide.rename_axis(None)
+
+
+def differences_summary(differences: Sequence[Mapping], digits: int = 3) -> pd.DataFrame:
+    """:func:`paired_difference` results as a readable table: reference, metric, both means, difference, interval."""
+    return pd.DataFrame([{
+        "against": d["reference"], "metric": METRIC_LABELS.get(d["metric"], d["metric"]),
+        "map": f"{d['mean_method']:.{digits}f}", "reference": f"{d['mean_reference']:.{digits}f}",
+        "difference": f"{d['difference']:+.{digits}f}",
+        f"{100 * d.get('level', 0.95):g} % interval": f"{d['low']:+.{digits}f} to {d['high']:+.{digits}f}",
+    } for d in differences])
+
+
+def shrink(maps, side: int = 24) -> np.ndarray:
+    """Maps averaged down to about ``side`` x ``side`` (block means), to keep many of them in memory."""
+    maps = np.asarray(maps, dtype=np.float32)
+    if maps.ndim != 3:
+        raise ParameterError(f"maps have shape {maps.shape}; expected (n_images, height, width)")
+    fy, fx = max(1, maps.shape[1] // side), max(1, maps.shape[2] // side)
+    h, w = maps.shape[1] // fy * fy, maps.shape[2] // fx * fx
+    return maps[:, :h, :w].reshape(len(maps), h // fy, fy, w // fx, fx).mean(axis=(2, 4))
+
+
+def likeness_to_average(maps) -> np.ndarray:
+    """Per image, the Pearson correlation of its map with the average map over all images.
+
+    Near 1 for every image means the map hardly depends on the image: a fixed
+    pattern (for example a preference for one part of the feature grid)
+    rather than a look at this image's lesion. A constant map gives NaN.
+    """
+    flat = np.asarray(maps, dtype=np.float64).reshape(len(maps), -1)
+    centred = flat - flat.mean(axis=1, keepdims=True)
+    average = flat.mean(axis=0)
+    average = average - average.mean()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return centred @ average / (np.linalg.norm(centred, axis=1) * np.linalg.norm(average))
+
+
 def paired_difference(scores: pd.DataFrame, method: str, reference: str, metric: str, n_resamples: int = 1000,
                       seed: int = 0, level: float = 0.95) -> dict:
     """mean(method) - mean(reference) on the images both score, with a paired stratified bootstrap interval.

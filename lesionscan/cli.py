@@ -43,11 +43,18 @@ def _cmd_split(args) -> None:
 
 
 def _cmd_study(args) -> None:
-    from lesionscan import study
+    from lesionscan import publish, study
 
+    if args.html_dir:
+        if args.no_book:
+            raise LesionScanError("--html-dir publishes the built book: it cannot be combined with --no-book")
+        publish.check_html_target(args.html_dir)  # refuse a bad target before the study runs, not after
     index = study.run_study(profile=args.profile, data_dir=args.data_dir, artifacts=args.artifacts,
                             overrides=args.set or (), build=not args.no_book)
     print(f"\nBook: {Path(index).resolve()}")
+    if args.html_dir:
+        published = publish.publish_html(Path(index).parent, args.html_dir)
+        print(f"Published: {published} (a static site: open it from the file system or serve the folder)")
 
 
 def _cmd_profiles(args) -> None:
@@ -110,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--set", action="append", metavar="NAME=VALUE",
                        help="override one parameter; repeatable (see `lesionscan profiles --show smoke`)")
     study.add_argument("--no-book", action="store_true", help="run the chapters but do not build the book")
+    study.add_argument("--html-dir", metavar="DIR",
+                       help="after a successful build, copy _build/html to DIR (replaced in one rename; DIR must be "
+                            "new, empty or a previous --html-dir output)")
     study.set_defaults(func=_cmd_study)
 
     pred = sub.add_parser("predict", help="classify images with a saved model and write attention and Grad-CAM "

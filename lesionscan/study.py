@@ -19,14 +19,14 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from lesionscan import atomic, reproducibility
+from lesionscan import atomic, findings, reproducibility
 from lesionscan import run as run_mod
 from lesionscan.errors import ChapterError, LesionScanError
 
 CHAPTERS = ("01_data", "02_preprocessing", "03_baseline", "04_soft_attention", "05_ablation",
             "06_interpretability")
-_BOOK_FILES = ("_config.yml", "_toc.yml")
-_BOOK_DIRS = ("book",)
+_BOOK_FILES = ("_config.yml", "_toc.yml", "references.bib")
+_BOOK_DIRS = ("book", "_static")
 _OUTPUT_DIRS = ("models", "predictions", "metrics", "figures", "tables", "logs", "_build")
 _VERSIONED = ("lesionscan", "tensorflow", "keras", "numpy", "pandas", "scikit-learn", "tf-keras-vis",
               "papermill", "jupytext", "jupyter-book", "matplotlib", "seaborn", "pillow")
@@ -223,7 +223,7 @@ def run_study(profile: str = "smoke", data_dir: str | None = None, artifacts: st
         if build:
             print("\n=== building the book ===", flush=True)
             t_build = time.monotonic()
-            _write_appendix(root, stage, manifest)
+            _write_generated_pages(root, stage, run, manifest)
             index = build_book(stage, run.dir)
             manifest["chapters"]["book build"] = {"seconds": round(time.monotonic() - t_build, 1), "status": "ok"}
         manifest["status"] = "ok"
@@ -246,8 +246,9 @@ def repository_url(root: Path) -> str | None:
     return (config.get("repository") or {}).get("url")
 
 
-def _write_appendix(root: Path, stage: Path, manifest: dict) -> None:
-    """The reproducibility appendix and the manifest it links to, written into the staged book."""
+def _write_generated_pages(root: Path, stage: Path, run: run_mod.Run, manifest: dict) -> None:
+    """Pages written from this run: the front page's findings, the appendix and the manifest it links to."""
+    findings.write_findings(run, stage / "book" / "findings.md")
     atomic.write_json(stage / "book" / "manifest.json", manifest)
     reproducibility.write_appendix(manifest, stage / "book" / "reproducibility.md", repository=repository_url(root))
 

@@ -40,7 +40,7 @@ from lesionscan.run import open_run
 
 run = open_run(profile, artifacts_dir, data_dir, overrides)
 
-# %% tags=["hide-output"]
+# %% tags=["hide-cell"]
 result = experiment.train_and_evaluate(run, "baseline")
 
 # %% tags=["remove-input"]

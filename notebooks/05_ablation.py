@@ -122,7 +122,7 @@ display(run.save_table("model_parameters", models.parameter_counts(image_size=p[
                                                                      attention_heads=p["attention_heads"]))
         .style.hide(axis="index").format(thousands=","))
 
-# %% tags=["hide-output"]
+# %% tags=["hide-cell"]
 variant_results = ablation.variants(run)
 
 # %% tags=["remove-input"]
@@ -143,7 +143,7 @@ run.save_figure("ablation", plots.metric_comparison(
 # itself is random (initialisation, sampling, augmentation). Each main model
 # is trained once per seed in `extra_seeds` besides the run's own.
 
-# %% tags=["hide-output"]
+# %% tags=["hide-cell"]
 seed_results = ablation.seeds(run)
 
 # %% tags=["remove-input"]
@@ -158,7 +158,7 @@ display(run.save_table("seeds", ablation.seed_table(seed_results)).style.hide(ax
 # test partly measures recognising a lesion already seen; the difference to
 # the run's own protocol is how much that inflates each metric.
 
-# %% tags=["hide-output"]
+# %% tags=["hide-cell"]
 leakage_results = ablation.leakage(run)
 
 # %% tags=["remove-input"]

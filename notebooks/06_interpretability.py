@@ -35,6 +35,7 @@ data_dir = None
 overrides = {}
 
 # %% tags=["remove-cell"]
+import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
@@ -81,11 +82,15 @@ for dx in CLASSES:
 # with a mask, with 95 % bootstrap intervals (images resampled within each
 # class).
 
-# %% tags=["hide-output"]
-parts = [agreement.agreement_scores(maps, masks, frame["image_id"].tolist(), frame["dx"].tolist(), seed=p["seed"])
-         for frame, maps, masks in interpretability.maps_by_batch(run, trained)]
+# %% tags=["hide-cell"]
+parts, small_maps = [], {}
+for frame, maps, masks in interpretability.maps_by_batch(run, trained):
+    parts.append(agreement.agreement_scores(maps, masks, frame["image_id"].tolist(), frame["dx"].tolist(),
+                                            seed=p["seed"]))
+    for method, batch in maps.items():
+        small_maps.setdefault(method, []).append(agreement.shrink(batch))
 
-# %% tags=["remove-input"] mystnb={"figure": {"caption": "Agreement of each map with the lesion masks over the test subset, with 95 % intervals; hatched grey bars are the two reference maps.", "name": "fig-mask-agreement"}}
+# %% tags=["remove-input"]
 if not parts:
     display(Markdown(f"**This dataset has no lesion masks** (`{run.data_dir}` has no "
                      "`HAM10000_segmentations_lesion_tschandl/`), so the maps above cannot be scored."))
@@ -94,8 +99,10 @@ else:
     scores = run.save_table("mask_agreement_scores", pd.concat(parts, ignore_index=True))
     table = run.save_table("mask_agreement", agreement.agreement_table(
         scores, n_resamples=p["bootstrap_resamples"], seed=p["seed"]))
-    overall = table[table["class"] == "all"].drop(columns="class")
-    display(overall.style.hide(axis="index").format(precision=3, na_rep="–"))
+    display(agreement.summary(table))
+
+# %% tags=["remove-input"] mystnb={"figure": {"caption": "Agreement of each map with the lesion masks over the test subset, with 95 % intervals; hatched grey bars are the two reference maps.", "name": "fig-mask-agreement"}}
+if scores is not None:
     display(run.save_figure("mask_agreement", plots.agreement_chart(table)))
 
 # %% [markdown]
@@ -109,12 +116,30 @@ if scores is not None:
     differences = [agreement.paired_difference(scores, interpretability.ATTENTION, reference, metric,
                                                n_resamples=p["bootstrap_resamples"], seed=p["seed"])
                    for reference in agreement.REFERENCE_METHODS for metric in agreement.METRICS]
-    display(run.save_table("mask_agreement_differences", pd.DataFrame(differences))
-            .style.hide(axis="index").format(precision=3, na_rep="–"))
+    run.save_table("mask_agreement_differences", pd.DataFrame(differences))
+    display(agreement.differences_summary(differences).style.hide(axis="index"))
     centre = [d for d in differences if d["reference"] == agreement.REFERENCE_METHODS[0]]
     text = agreement.verdict(centre, "The soft-attention map")
     run.save_json("mask_agreement_verdict", {"verdict": text, "differences": differences})
     display(Markdown(f"**{text}**"))
+
+# %% [markdown]
+# ### Does the map depend on the image?
+#
+# A map can score well or badly without looking at the image at all: a
+# fixed pattern, the same for every image, scores whatever that pattern's
+# overlap with the typical lesion is. For each method, the correlation of
+# each image's map with the average map over all test images: a median near
+# 1 means a fixed pattern, lower values a map that moves with the image.
+
+# %% tags=["remove-input"]
+if small_maps:
+    likeness = {method: agreement.likeness_to_average(np.concatenate(batches))
+                for method, batches in small_maps.items()}
+    display(run.save_table("map_likeness_to_average", pd.DataFrame(
+        [{"method": method, "median correlation with the average map": np.nanmedian(r),
+          "lowest 10 %": np.nanpercentile(r, 10)} for method, r in likeness.items()]))
+        .style.hide(axis="index").format(precision=2))
 
 # %% [markdown]
 # ### By class
@@ -127,5 +152,6 @@ if scores is not None:
 if scores is not None:
     by_class = table[(table["metric"] == "energy_inside") & (table["class"] != "all")]
     display(by_class.pivot(index="method", columns="class", values="mean")
-            .reindex(columns=[dx for dx in CLASSES if dx in set(by_class["class"])])
-            .style.format(precision=3, na_rep="–"))
+            .reindex(index=list(dict.fromkeys(by_class["method"])),
+                     columns=[dx for dx in CLASSES if dx in set(by_class["class"])])
+            .rename_axis(index=None, columns=None).style.format(precision=3, na_rep="–"))

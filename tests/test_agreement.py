@@ -287,3 +287,37 @@ def test_agreement_chart_one_panel_per_metric(scored):
         assert len(hatched) == 2
     finally:
         plt.close(fig)
+
+
+def test_summary_reads_as_one_row_per_method():
+    mask = np.zeros((1, 8, 8), bool)
+    mask[0, 2:6, 2:6] = True
+    masks = np.repeat(mask, 4, axis=0)
+    scores = agreement.agreement_scores({"perfect": masks.astype(float)}, masks, ["a", "b", "c", "d"],
+                                        ["mel", "mel", "nv", "nv"])
+    table = agreement.agreement_table(scores, n_resamples=50, seed=0)
+    wide = agreement.summary(table)
+    assert list(wide.index) == ["perfect", *agreement.REFERENCE_METHODS]
+    assert list(wide.columns) == [agreement.METRIC_LABELS[m] for m in agreement.METRICS] + ["images"]
+    assert wide.loc["perfect", "energy inside the mask"] == "1.000 (1.000 to 1.000)"
+    assert wide.loc["uniform", "images"] == 4
+    with pytest.raises(ParameterError, match="df"):
+        agreement.summary(table, "df")
+    diff = agreement.paired_difference(scores, "perfect", "uniform", "energy_inside", n_resamples=50)
+    row = agreement.differences_summary([diff]).iloc[0]
+    assert row["difference"] == "+0.750" and row["95 % interval"] == "+0.750 to +0.750"
+
+
+def test_likeness_to_average_tells_a_fixed_pattern_from_maps_that_follow_the_lesion():
+    rng = np.random.default_rng(0)
+    fixed = np.tile(np.linspace(0, 1, 16), (16, 1))
+    same = np.stack([fixed + 0.01 * rng.random((16, 16)) for _ in range(20)])
+    assert agreement.likeness_to_average(same).min() > 0.99
+    moving = np.zeros((20, 16, 16))
+    for i in range(20):
+        y, x = rng.integers(0, 12, 2)
+        moving[i, y:y + 4, x:x + 4] = 1.0
+    assert np.median(agreement.likeness_to_average(moving)) < 0.6
+    assert np.isnan(agreement.likeness_to_average(np.ones((2, 4, 4)))).all()
+    small = agreement.shrink(np.ones((3, 96, 96)), side=24)
+    assert small.shape == (3, 24, 24) and np.allclose(small, 1)
