@@ -78,7 +78,8 @@ def leakage_table(results: dict[str, tuple[dict, pd.DataFrame]], reference: str,
         flat = flat_metrics(metrics)
         intervals = stats.bootstrap_metrics(predictions, n_resamples=n_resamples, seed=seed).set_index("metric")
         for metric in _LEAKAGE_METRICS:
-            rows.append({"protocol": protocol, "metric": metric, "test images": metrics["n"], "value": flat[metric],
+            rows.append({"protocol": protocol, "metric": metric, "test images": metrics["n"],
+                         "epochs": metrics.get("epochs_trained"), "value": flat[metric],
                          "low": intervals.loc[metric, "low"], "high": intervals.loc[metric, "high"],
                          f"minus {reference}": flat[metric] - ref[metric]})
     return pd.DataFrame(rows)

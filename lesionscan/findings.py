@@ -81,10 +81,32 @@ def leakage_sentence(run: Run) -> str | None:
         return None
     leaky, fair = table.loc["image"], table.loc[own]
     change = leaky["value"] - fair["value"]
-    return (f"**Leakage:** trained and tested on an image-level split (images of one lesion on both sides), the "
+    text = (f"**Leakage:** trained and tested on an image-level split (images of one lesion on both sides), the "
             f"soft-attention model's balanced accuracy is {leaky['value']:.3f} ({leaky['low']:.3f} to "
             f"{leaky['high']:.3f}) against {fair['value']:.3f} ({fair['low']:.3f} to {fair['high']:.3f}) under "
             f"the `{own}` split: {change:+.3f}.")
+    if "test images" in table.columns:
+        text += (f" The two test sets differ ({int(leaky['test images']):,} and {int(fair['test images']):,} "
+                 "images)")
+        epochs = [(_read_json(run.metrics_path(name)) or {}).get("epochs_trained")
+                  for name in ("soft_attention_image", "soft_attention")]
+        if None not in epochs:
+            text += f", and so did training ({epochs[0]} and {epochs[1]} epochs before early stopping)"
+        text += ", so the difference is not leakage alone."
+    return text
+
+
+def likeness_sentence(run: Run) -> str:
+    """How far the attention map is the same for every image (chapter 6), as a sentence; "" if not measured."""
+    path = run.table_path("map_likeness_to_average")
+    if not path.exists():
+        return ""
+    table = pd.read_csv(path).set_index("method")
+    if "soft attention" not in table.index:
+        return ""
+    r = table.loc["soft attention", "median correlation with the average map"]
+    return (f" Its map correlates with its own average over all test images at a median of {r:.2f} "
+            "(1 would be the same map for every image).")
 
 
 def findings_markdown(run: Run) -> str:
@@ -100,7 +122,7 @@ def findings_markdown(run: Run) -> str:
         lines += [leakage, ""]
     attention = _read_json(run.metrics_path("mask_agreement_verdict"))
     if attention:
-        lines += [f"**Where attention looks:** {attention['verdict']}", ""]
+        lines += [f"**Where attention looks:** {attention['verdict']}{likeness_sentence(run)}", ""]
     elif run.params["data"] == "directory" or run.metrics_path("soft_attention").exists():
         lines += ["**Where attention looks:** not measured in this run (chapter 6 did not run, or the data has "
                   "no lesion masks).", ""]

@@ -156,7 +156,10 @@ display(run.save_table("seeds", ablation.seed_table(seed_results)).style.hide(ax
 # The soft-attention model trained and tested under each split protocol.
 # Under `image`, images of one lesion can sit in training and test, so the
 # test partly measures recognising a lesion already seen; the difference to
-# the run's own protocol is how much that inflates each metric.
+# the run's own protocol is how much that inflates each metric. Two things
+# besides leakage differ between the rows: the test sets (see `test images`),
+# and training, which stops early on each protocol's own validation subset
+# (`epochs` gives how long each model trained).
 
 # %% tags=["hide-cell"]
 leakage_results = ablation.leakage(run)
