@@ -95,3 +95,20 @@ def test_maps_by_batch_covers_every_test_image_with_a_mask(tiny_run):
     scores = pd.concat([agreement.agreement_scores(maps, masks, frame["image_id"].tolist(), frame["dx"].tolist())
                         for frame, maps, masks in parts])
     assert set(interpretability.METHODS) | set(agreement.REFERENCE_METHODS) == set(scores["method"])
+
+
+def test_without_masks_the_examples_remain_and_nothing_is_scored(tiny_run, tmp_path):
+    """Data without HAM10000_segmentations_lesion_tschandl/: examples without outlines, no scores."""
+    import shutil
+    from pathlib import Path
+
+    from lesionscan import data
+    from lesionscan.run import Run
+
+    copy = shutil.copytree(Path(tiny_run.params["data_dir"]), tmp_path / "data")
+    shutil.rmtree(copy / data.MASK_DIR)
+    run = Run(dir=tiny_run.dir, params={**tiny_run.params, "data_dir": str(copy)})
+    trained = interpretability.load_models(run)
+    assert list(interpretability.maps_by_batch(run, trained, progress=False)) == []
+    rows = interpretability.example_rows(run, trained, per_class=1)
+    assert rows and all(row["mask"] is None for row in rows)
