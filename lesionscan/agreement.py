@@ -39,7 +39,7 @@ from PIL import Image
 
 from lesionscan.classes import CLASSES
 from lesionscan.errors import DataError, ParameterError
-from lesionscan.stats import _stratified_counts
+from lesionscan.stats import _capital, _check_level, _interval, _stratified_counts
 
 REFERENCE_METHODS: tuple[str, ...] = ("centre prior (Gaussian)", "uniform")
 METRICS: tuple[str, ...] = ("pointing_game", "energy_inside", "topk_iou")
@@ -294,12 +294,6 @@ def agreement_scores(maps_by_method: Mapping[str, np.ndarray], masks, image_ids:
     return pd.concat(frames, ignore_index=True)
 
 
-def _check_level(level: float) -> float:
-    if not 0.0 < float(level) < 1.0:
-        raise ParameterError(f"level is {level}; expected a coverage between 0 and 1, e.g. 0.95")
-    return float(level)
-
-
 def _wide(scores: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     """Scores as one row per image and one column per (method, metric), and each image's class index."""
     missing = {"image_id", "dx", "method", "metric", "score"} - set(scores.columns)
@@ -333,16 +327,9 @@ def _resampled_means(w: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 def _percentiles(resampled: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per column, the percentile interval of the defined (finite) resampled values; NaN where none is."""
-    tail = (1.0 - level) / 2.0
-    ok = np.isfinite(resampled)
-    filled = np.where(ok, resampled, np.inf)
-    filled.sort(axis=0)
-    count = ok.sum(axis=0)
-    low, high = np.full(resampled.shape[1], np.nan), np.full(resampled.shape[1], np.nan)
-    for c in np.flatnonzero(count):
-        low[c], high[c] = np.quantile(filled[:count[c], c], [tail, 1.0 - tail])
-    return low, high
+    """Per column, ``stats``' percentile interval of the defined (finite) resampled values; NaN where none is."""
+    bounds = np.array([_interval(resampled[:, c], level)[:2] for c in range(resampled.shape[1])]).reshape(-1, 2)
+    return bounds[:, 0], bounds[:, 1]
 
 
 def agreement_table(scores: pd.DataFrame, n_resamples: int = 1000, seed: int = 0,
@@ -442,6 +429,12 @@ def likeness_to_average(maps) -> np.ndarray:
         return centred @ average / (np.linalg.norm(centred, axis=1) * np.linalg.norm(average))
 
 
+def likeness_table(likeness: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """Per method, the median and the lowest decile of :func:`likeness_to_average` over the images."""
+    return pd.DataFrame([{"method": method, "median correlation with the average map": float(np.nanmedian(r)),
+                          "lowest 10 %": float(np.nanpercentile(r, 10))} for method, r in likeness.items()])
+
+
 def paired_difference(scores: pd.DataFrame, method: str, reference: str, metric: str, n_resamples: int = 1000,
                       seed: int = 0, level: float = 0.95) -> dict:
     """mean(method) - mean(reference) on the images both score, with a paired stratified bootstrap interval.
@@ -479,10 +472,6 @@ def paired_difference(scores: pd.DataFrame, method: str, reference: str, metric:
 
 # ---------------------------------------------------------------------------------------------------------------
 # In words
-
-
-def _capital(text: str) -> str:
-    return text[:1].upper() + text[1:]
 
 
 def verdict(differences: Sequence[Mapping], method_label: str, digits: int = 2) -> str:

@@ -124,6 +124,17 @@ def _resize(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(image.resize((size[1], size[0]), Image.BILINEAR), dtype=np.float32)
 
 
+def scaled(heatmap) -> np.ndarray:
+    """A map scaled to [0, 1] by its own range (a constant map becomes 0; NaN counts as 0).
+
+    Maps of different methods live on different scales (attention sums to K,
+    Grad-CAM is already 0..1); each is shown on its own range.
+    """
+    heat = np.nan_to_num(np.asarray(heatmap, dtype=np.float32), nan=0.0)
+    low, high = float(heat.min()), float(heat.max())
+    return (heat - low) / (high - low) if high > low else np.zeros_like(heat)
+
+
 def overlay(image_uint8, heatmap, alpha: float = 0.4, cmap: str = "viridis") -> np.ndarray:
     """The heatmap coloured with ``cmap`` and blended over the image: uint8 RGB of the image's size.
 

@@ -96,7 +96,7 @@ def images_and_masks(run: Run) -> pd.DataFrame:
 
     test = experiment.subsets(run)["test"]
     masks = data.load_dataset(run.data_dir, verify_images=False)[["image_id", "mask_path"]]
-    return test.drop(columns=[c for c in ("mask_path",) if c in test.columns]).merge(masks, on="image_id", how="left")
+    return test.merge(masks, on="image_id", how="left")
 
 
 def example_rows(run: Run, trained: dict, per_class: int) -> list[dict]:
@@ -142,3 +142,26 @@ def maps_by_batch(run: Run, trained: dict, batch_size: int = 64, progress: bool 
         if progress:
             print(f"maps of test images {start + 1}-{start + len(part)} of {len(frame)}", flush=True)
         yield part, maps, agreement.load_masks(part["mask_path"].tolist(), size)
+
+
+def score_test_subset(run: Run, trained: dict, batch_size: int = 64, progress: bool = True
+                      ) -> tuple[pd.DataFrame | None, dict[str, np.ndarray]]:
+    """Every map of every test image with a mask scored against it, and each map's likeness to its average.
+
+    Returns ``agreement.agreement_scores`` rows for all batches (None when the
+    data has no masks) and, per method, each image's correlation with the
+    method's average map (``agreement.likeness_to_average``, on maps shrunk to
+    about 24 x 24 so that all of them fit in memory).
+    """
+    from lesionscan import agreement
+
+    parts, small = [], {}
+    for frame, maps, masks in maps_by_batch(run, trained, batch_size=batch_size, progress=progress):
+        parts.append(agreement.agreement_scores(maps, masks, frame["image_id"].tolist(), frame["dx"].tolist(),
+                                                seed=run.params["seed"]))
+        for method, batch in maps.items():
+            small.setdefault(method, []).append(agreement.shrink(batch))
+    if not parts:
+        return None, {}
+    likeness = {method: agreement.likeness_to_average(np.concatenate(batches)) for method, batches in small.items()}
+    return pd.concat(parts, ignore_index=True), likeness

@@ -471,13 +471,6 @@ def metric_comparison(comparison_table: pd.DataFrame) -> Figure:
     return fig
 
 
-def _scaled(heatmap: np.ndarray) -> np.ndarray:
-    """A map scaled to [0, 1] by its own range (a constant map becomes 0)."""
-    heat = np.nan_to_num(np.asarray(heatmap, dtype=np.float32), nan=0.0)
-    low, high = float(heat.min()), float(heat.max())
-    return (heat - low) / (high - low) if high > low else np.zeros_like(heat)
-
-
 @_styled
 def explanation_panel(rows: Sequence[Mapping], styles: Mapping[str, str] | None = None,
                       title: str | None = None) -> Figure:
@@ -493,7 +486,7 @@ def explanation_panel(rows: Sequence[Mapping], styles: Mapping[str, str] | None 
     and whether the model was right; a wrong prediction also gets a thick
     frame (text and frame, not colour alone).
     """
-    from lesionscan.explain import overlay
+    from lesionscan.explain import overlay, scaled
 
     if not rows:
         raise ValueError("explanation_panel needs at least one row")
@@ -539,7 +532,7 @@ def explanation_panel(rows: Sequence[Mapping], styles: Mapping[str, str] | None 
             if name not in row["maps"]:
                 ax.axis("off")
                 continue
-            heat = _scaled(row["maps"][name])
+            heat = scaled(row["maps"][name])
             style = styles.get(name, "overlay")
             if style == "grid":
                 ax.imshow(heat, cmap="gray", vmin=0, vmax=1, interpolation="nearest")

@@ -279,13 +279,6 @@ def panel_titles(model, predicted_index: int) -> list[str]:
     return titles + [f"Grad-CAM ({CLASSES[predicted_index]})"]
 
 
-def _scaled(heatmap: np.ndarray) -> np.ndarray:
-    """A map scaled to [0, 1] by its own range (a constant map becomes 0)."""
-    heat = np.nan_to_num(np.asarray(heatmap, dtype=np.float32), nan=0.0)
-    low, high = float(heat.min()), float(heat.max())
-    return (heat - low) / (high - low) if high > low else np.zeros_like(heat)
-
-
 def explanation_maps(model, image_paths, predicted_indices) -> list[dict[str, np.ndarray]]:
     """Per image, {panel title: map in [0, 1] at the model's input size} for every panel after the image.
 
@@ -307,7 +300,7 @@ def explanation_maps(model, image_paths, predicted_indices) -> list[dict[str, np
     for j, layer in enumerate(models.attention_layers(model)):
         class_index = indices if isinstance(model.get_layer(layer), models.ClassAttention) else None
         maps = models.attention_maps(model, batch, upsample_to=(size, size), layer=layer, class_index=class_index)
-        columns[j] = [_scaled(m) for m in maps]
+        columns[j] = [explain.scaled(m) for m in maps]
     cams = explain.gradcam(model, batch, indices)
     columns[len(columns)] = [np.clip(c, 0.0, 1.0) for c in cams]
     return [{titles[i][j]: columns[j][i] for j in range(len(columns))} for i in range(len(paths))]

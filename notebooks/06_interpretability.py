@@ -35,7 +35,6 @@ data_dir = None
 overrides = {}
 
 # %% tags=["remove-cell"]
-import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
@@ -83,20 +82,14 @@ for dx in CLASSES:
 # class).
 
 # %% tags=["hide-cell"]
-parts, small_maps = [], {}
-for frame, maps, masks in interpretability.maps_by_batch(run, trained):
-    parts.append(agreement.agreement_scores(maps, masks, frame["image_id"].tolist(), frame["dx"].tolist(),
-                                            seed=p["seed"]))
-    for method, batch in maps.items():
-        small_maps.setdefault(method, []).append(agreement.shrink(batch))
+scores, likeness = interpretability.score_test_subset(run, trained)
 
 # %% tags=["remove-input"]
-if not parts:
+if scores is None:
     display(Markdown(f"**This dataset has no lesion masks** (`{run.data_dir}` has no "
                      "`HAM10000_segmentations_lesion_tschandl/`), so the maps above cannot be scored."))
-    scores = None
 else:
-    scores = run.save_table("mask_agreement_scores", pd.concat(parts, ignore_index=True))
+    run.save_table("mask_agreement_scores", scores)
     table = run.save_table("mask_agreement", agreement.agreement_table(
         scores, n_resamples=p["bootstrap_resamples"], seed=p["seed"]))
     display(agreement.summary(table))
@@ -133,13 +126,9 @@ if scores is not None:
 # 1 means a fixed pattern, lower values a map that moves with the image.
 
 # %% tags=["remove-input"]
-if small_maps:
-    likeness = {method: agreement.likeness_to_average(np.concatenate(batches))
-                for method, batches in small_maps.items()}
-    display(run.save_table("map_likeness_to_average", pd.DataFrame(
-        [{"method": method, "median correlation with the average map": np.nanmedian(r),
-          "lowest 10 %": np.nanpercentile(r, 10)} for method, r in likeness.items()]))
-        .style.hide(axis="index").format(precision=2))
+if likeness:
+    display(run.save_table("map_likeness_to_average", agreement.likeness_table(likeness))
+            .style.hide(axis="index").format(precision=2))
 
 # %% [markdown]
 # ### By class

@@ -319,5 +319,9 @@ def test_likeness_to_average_tells_a_fixed_pattern_from_maps_that_follow_the_les
         moving[i, y:y + 4, x:x + 4] = 1.0
     assert np.median(agreement.likeness_to_average(moving)) < 0.6
     assert np.isnan(agreement.likeness_to_average(np.ones((2, 4, 4)))).all()
+    table = agreement.likeness_table({"fixed": agreement.likeness_to_average(same),
+                                      "moving": agreement.likeness_to_average(moving)}).set_index("method")
+    assert table.loc["fixed", "median correlation with the average map"] > 0.99
+    assert table.loc["moving", "lowest 10 %"] <= table.loc["moving", "median correlation with the average map"]
     small = agreement.shrink(np.ones((3, 96, 96)), side=24)
     assert small.shape == (3, 24, 24) and np.allclose(small, 1)

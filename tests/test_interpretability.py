@@ -96,6 +96,13 @@ def test_maps_by_batch_covers_every_test_image_with_a_mask(tiny_run):
                         for frame, maps, masks in parts])
     assert set(interpretability.METHODS) | set(agreement.REFERENCE_METHODS) == set(scores["method"])
 
+    scored, likeness = interpretability.score_test_subset(tiny_run, trained, batch_size=7, progress=False)
+    key = ["image_id", "method", "metric"]
+    pd.testing.assert_frame_equal(scored.sort_values(key).reset_index(drop=True),
+                                  scores.sort_values(key).reset_index(drop=True))
+    assert set(likeness) == set(interpretability.METHODS)
+    assert all(len(r) == len(frames) for r in likeness.values())
+
 
 def test_without_masks_the_examples_remain_and_nothing_is_scored(tiny_run, tmp_path):
     """Data without HAM10000_segmentations_lesion_tschandl/: examples without outlines, no scores."""
@@ -110,5 +117,6 @@ def test_without_masks_the_examples_remain_and_nothing_is_scored(tiny_run, tmp_p
     run = Run(dir=tiny_run.dir, params={**tiny_run.params, "data_dir": str(copy)})
     trained = interpretability.load_models(run)
     assert list(interpretability.maps_by_batch(run, trained, progress=False)) == []
+    assert interpretability.score_test_subset(run, trained, progress=False) == (None, {})
     rows = interpretability.example_rows(run, trained, per_class=1)
     assert rows and all(row["mask"] is None for row in rows)
