@@ -20,8 +20,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from lesionscan import data, models, pipeline, synthetic, train  # noqa: E402
-from lesionscan.classes import CLASSES  # noqa: E402
+from lesionscan.data import ham10000, synthetic  # noqa: E402
+from lesionscan.model import networks, pipeline, train  # noqa: E402
+from lesionscan.core.classes import CLASSES  # noqa: E402
 
 SPEEDUP_TARGET = 5.0   # phase-1 epoch time without / with caching, epochs 2+
 BUSY_TARGET = 0.90     # pipeline images/s as a fraction of a bare step's on in-memory tensors
@@ -52,7 +53,7 @@ def peak_rss_mb() -> float:
 def phase1_times(args, paths, labels, val_paths, val_labels, cache: bool) -> list[float]:
     """Seconds per phase-1 epoch (soft attention, frozen backbone) with or without feature caching."""
     train.seed_everything(args.seed)
-    model = models.build_model("soft_attention", image_size=args.image_size, weights="none")
+    model = networks.build_model("soft_attention", image_size=args.image_size, weights="none")
     train_ds = pipeline.make_dataset(paths, labels, args.image_size, args.batch_size, training=True,
                                      augment=True, balance_target=args.balance_target, seed=args.seed)
     val_ds = pipeline.make_dataset(val_paths, val_labels, args.image_size, args.batch_size, training=False)
@@ -82,7 +83,7 @@ def throughput(args, paths, labels, epoch_images: int) -> tuple[float, float, fl
     a ratio that other processes hardly disturb.
     """
     train.seed_everything(args.seed)
-    model = models.build_model("soft_attention", image_size=args.image_size, weights="none")
+    model = networks.build_model("soft_attention", image_size=args.image_size, weights="none")
     train.set_phase(model, "full")
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy")
     real = pipeline.make_dataset(paths, labels, args.image_size, args.batch_size, training=True, augment=True,
@@ -132,7 +133,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="lesionscan-bench-") as tmp:
         t0 = time.perf_counter()
         folder = synthetic.generate(os.path.join(tmp, "data"), n_images=args.images, seed=args.seed)
-        frame = data.load_dataset(folder, verify_images=False)
+        frame = ham10000.load_dataset(folder, verify_images=False)
         labels_all = frame["dx"].map(CLASSES.index).to_numpy()
         order = np.random.default_rng(args.seed).permutation(len(frame))
         n_val = max(args.batch_size, len(frame) // 5)

@@ -1,4 +1,4 @@
-"""The ``lesionscan`` command: data tools and the one-command study."""
+"""The ``lesionscan`` command: data tools and the one-command runner."""
 
 from __future__ import annotations
 
@@ -6,36 +6,36 @@ import argparse
 import sys
 from pathlib import Path
 
-from lesionscan.errors import LesionScanError
+from lesionscan.core.errors import LesionScanError
 
 
 def _cmd_synth(args) -> None:
-    from lesionscan import synthetic
+    from lesionscan.data import synthetic
 
     out = synthetic.generate(args.dir, n_images=args.images, size=args.size, seed=args.seed, progress=True)
     print(f"wrote {args.images} synthetic images to {out}")
 
 
 def _cmd_check(args) -> None:
-    from lesionscan import data
+    from lesionscan.data import ham10000
 
-    report = data.check_report(args.dir)
+    report = ham10000.check_report(args.dir)
     print(report.summary())
     report.raise_for_problems()  # every problem at once, on stderr, exit 2
-    print(f"\nchecksum: {data.data_checksum(report.frame)} (what a run's manifest records as data_checksum)")
+    print(f"\nchecksum: {ham10000.data_checksum(report.frame)} (what a run's manifest records as data_checksum)")
 
 
 def _cmd_download(args) -> None:
-    from lesionscan import download
+    from lesionscan.data import download
 
     folder = download.download(args.dir, mirror=args.mirror, keep_archives=args.keep_archives)
     print(f"HAM10000 is in {folder}; run `lesionscan data check {folder}` to see it")
 
 
 def _cmd_split(args) -> None:
-    from lesionscan import data, split
+    from lesionscan.data import ham10000, split
 
-    frame = data.load_dataset(args.dir)
+    frame = ham10000.load_dataset(args.dir)
     table = split.make_split(frame, args.protocol, seed=args.seed)
     split.write_split(table, args.out)
     print(f"wrote {len(table)} rows to {args.out} (protocol {args.protocol}, seed {args.seed})")
@@ -43,13 +43,13 @@ def _cmd_split(args) -> None:
 
 
 def _cmd_study(args) -> None:
-    from lesionscan import publish, study
+    from lesionscan.study import publish, runner
 
     if args.html_dir:
         if args.no_book:
             raise LesionScanError("--html-dir publishes the built book: it cannot be combined with --no-book")
         publish.check_html_target(args.html_dir)  # refuse a bad target before the study runs, not after
-    index = study.run_study(profile=args.profile, data_dir=args.data_dir, artifacts=args.artifacts,
+    index = runner.run_study(profile=args.profile, data_dir=args.data_dir, artifacts=args.artifacts,
                             overrides=args.set or (), build=not args.no_book)
     print(f"\nBook: {Path(index).resolve()}")
     if args.html_dir:
@@ -58,12 +58,12 @@ def _cmd_study(args) -> None:
 
 
 def _cmd_profiles(args) -> None:
-    from lesionscan import profiles
+    from lesionscan.core import parameters
 
-    for name, description in profiles.PROFILE_DESCRIPTIONS.items():
+    for name, description in parameters.PROFILE_DESCRIPTIONS.items():
         print(f"{name:8} {description}")
     if args.show:
-        params = profiles.resolve(args.show)
+        params = parameters.resolve(args.show)
         for key in sorted(params):
             print(f"  {key} = {params[key]}")
 
@@ -86,8 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lesionscan", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    data = sub.add_parser("data", help="generate, check or split a dataset in the HAM10000 layout")
-    data_sub = data.add_subparsers(dest="data_command", required=True)
+    data_parser = sub.add_parser("data", help="generate, check or split a dataset in the HAM10000 layout")
+    data_sub = data_parser.add_subparsers(dest="data_command", required=True)
     synth = data_sub.add_parser("synth", help="write a synthetic dataset in the HAM10000 layout")
     synth.add_argument("dir")
     synth.add_argument("--images", type=int, default=800)
@@ -110,17 +110,17 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--out", required=True)
     split.set_defaults(func=_cmd_split)
 
-    study = sub.add_parser("study", help="run the chapters for a profile and build the book")
-    study.add_argument("--profile", default="smoke", help="smoke (default, synthetic, offline) or paper")
-    study.add_argument("--data-dir", help="a dataset in the HAM10000 layout (default: the profile's)")
-    study.add_argument("--artifacts", default="artifacts", help="where runs are written (default: artifacts)")
-    study.add_argument("--set", action="append", metavar="NAME=VALUE",
+    study_parser = sub.add_parser("study", help="run the chapters for a profile and build the book")
+    study_parser.add_argument("--profile", default="smoke", help="smoke (default, synthetic, offline) or paper")
+    study_parser.add_argument("--data-dir", help="a dataset in the HAM10000 layout (default: the profile's)")
+    study_parser.add_argument("--artifacts", default="artifacts", help="where runs are written (default: artifacts)")
+    study_parser.add_argument("--set", action="append", metavar="NAME=VALUE",
                        help="override one parameter; repeatable (see `lesionscan profiles --show smoke`)")
-    study.add_argument("--no-book", action="store_true", help="run the chapters but do not build the book")
-    study.add_argument("--html-dir", metavar="DIR",
+    study_parser.add_argument("--no-book", action="store_true", help="run the chapters but do not build the book")
+    study_parser.add_argument("--html-dir", metavar="DIR",
                        help="after a successful build, copy _build/html to DIR (replaced in one rename; DIR must be "
                             "new, empty or a previous --html-dir output)")
-    study.set_defaults(func=_cmd_study)
+    study_parser.set_defaults(func=_cmd_study)
 
     pred = sub.add_parser("predict", help="classify images with a saved model and write attention and Grad-CAM "
                                           "overlays (a research model, not a diagnostic device)")

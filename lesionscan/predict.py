@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lesionscan import atomic
-from lesionscan.classes import CLASS_NAMES, CLASSES, label
-from lesionscan.errors import DataError, ParameterError
+from lesionscan.core import atomic
+from lesionscan.core.classes import CLASS_NAMES, CLASSES, label
+from lesionscan.core.errors import DataError, ParameterError
 
 # Largest image accepted, in pixels (width x height, read from the header before decoding).
 # HAM10000 images are 600 x 450 (0.27 MP) and phone or dermatoscope cameras take up to
@@ -95,7 +95,7 @@ def _load(path, size: int) -> np.ndarray:
     """The image as a uint8 (size, size, 3) array, after :func:`check_image`; decoding errors name the file."""
     from PIL import Image
 
-    from lesionscan import pipeline
+    from lesionscan.model import pipeline
 
     check_image(path)
     try:
@@ -112,7 +112,7 @@ def _load(path, size: int) -> np.ndarray:
 
 def _check_archive(path: Path) -> None:
     """Cheap checks on the file, before Keras reads it: a .keras zip whose config is a functional model of ours."""
-    from lesionscan.models import KINDS
+    from lesionscan.model.networks import KINDS
 
     expected = f"expected a .keras file saved by LesionScan (a model named one of {', '.join(KINDS)})"
     if not path.exists():
@@ -166,12 +166,13 @@ def load_lesionscan_model(path):
     """
     import keras
 
-    from lesionscan import explain, models
+    from lesionscan.explain import gradcam
+    from lesionscan.model import networks
 
     path = Path(path)
     _check_archive(path)
     try:
-        model = keras.models.load_model(path, custom_objects=dict(models._CUSTOM_OBJECTS), compile=False,
+        model = keras.models.load_model(path, custom_objects=dict(networks._CUSTOM_OBJECTS), compile=False,
                                         safe_mode=True)
     except Exception as exc:
         raise ParameterError(f"model file {path}: could not load it as a Keras model ({type(exc).__name__}: "
@@ -180,8 +181,8 @@ def load_lesionscan_model(path):
     def reject(why: str):
         return ParameterError(f"model file {path}: not a LesionScan model ({why})")
 
-    if model.name not in models.KINDS:
-        raise reject(f"model name {model.name!r}, expected one of {', '.join(models.KINDS)}")
+    if model.name not in networks.KINDS:
+        raise reject(f"model name {model.name!r}, expected one of {', '.join(networks.KINDS)}")
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise reject(f"{len(model.inputs)} inputs and {len(model.outputs)} outputs, expected one of each")
     shape = tuple(model.inputs[0].shape)
@@ -197,11 +198,11 @@ def load_lesionscan_model(path):
         raise reject("no output layer 'predictions' with an activation") from None
     if getattr(activation, "__name__", None) != "softmax":
         raise reject(f"output activation {getattr(activation, '__name__', activation)!r}, expected softmax")
-    attention = models.attention_layers(model)
+    attention = networks.attention_layers(model)
     if (model.name == "baseline") == bool(attention):
         raise reject(f"a {model.name!r} model with attention layers {attention or 'none'}")
     try:
-        explain.default_layer(model)
+        gradcam.default_layer(model)
     except ParameterError as exc:
         raise reject(str(exc)) from None
     return model
@@ -213,7 +214,7 @@ def load_lesionscan_model(path):
 
 def _probabilities(model, images_uint8: np.ndarray) -> np.ndarray:
     """(N, 7) class probabilities, run batch by batch in inference mode (no progress bar on stdout)."""
-    from lesionscan import pipeline
+    from lesionscan.model import pipeline
 
     parts = [np.asarray(model(pipeline.preprocess(images_uint8[i:i + _BATCH]), training=False), dtype=np.float64)
              for i in range(0, len(images_uint8), _BATCH)]
@@ -259,23 +260,23 @@ def predict(model, image_paths) -> list[dict]:
 
 
 def _attention_title(model, layer: str, predicted_index: int) -> str:
-    from lesionscan import models
+    from lesionscan.model import networks
 
-    if isinstance(model.get_layer(layer), models.ClassAttention):
+    if isinstance(model.get_layer(layer), networks.ClassAttention):
         return f"class attention ({CLASSES[predicted_index]})"
-    if layer == models.STAGE4_ATTENTION_LAYER:
+    if layer == networks.STAGE4_ATTENTION_LAYER:
         return "attention map (stage 4)"
-    if models.STAGE4_ATTENTION_LAYER in models.attention_layers(model):  # multiscale: name both stages
+    if networks.STAGE4_ATTENTION_LAYER in networks.attention_layers(model):  # multiscale: name both stages
         return "attention map (stage 5)"
     return "attention map"
 
 
 def panel_titles(model, predicted_index: int) -> list[str]:
     """Titles of the panels :func:`write_explanation` draws: the image, one per attention layer, Grad-CAM."""
-    from lesionscan import models
+    from lesionscan.model import networks
 
     titles = ["image (as the model sees it)"]
-    titles += [_attention_title(model, layer, predicted_index) for layer in models.attention_layers(model)]
+    titles += [_attention_title(model, layer, predicted_index) for layer in networks.attention_layers(model)]
     return titles + [f"Grad-CAM ({CLASSES[predicted_index]})"]
 
 
@@ -287,7 +288,8 @@ def explanation_maps(model, image_paths, predicted_indices) -> list[dict[str, np
     class on the model's default layer. All images go through the model
     together (Grad-CAM copies the model once per call, not once per image).
     """
-    from lesionscan import explain, models, pipeline
+    from lesionscan.explain import gradcam
+    from lesionscan.model import networks, pipeline
 
     paths = [Path(p) for p in image_paths]
     indices = np.asarray(predicted_indices, dtype=int).reshape(-1)
@@ -297,11 +299,11 @@ def explanation_maps(model, image_paths, predicted_indices) -> list[dict[str, np
     batch = pipeline.preprocess(np.stack([_load(p, size) for p in paths]))
     columns: dict[str, list[np.ndarray]] = {}
     titles = [panel_titles(model, int(k))[1:] for k in indices]
-    for j, layer in enumerate(models.attention_layers(model)):
-        class_index = indices if isinstance(model.get_layer(layer), models.ClassAttention) else None
-        maps = models.attention_maps(model, batch, upsample_to=(size, size), layer=layer, class_index=class_index)
-        columns[j] = [explain.scaled(m) for m in maps]
-    cams = explain.gradcam(model, batch, indices)
+    for j, layer in enumerate(networks.attention_layers(model)):
+        class_index = indices if isinstance(model.get_layer(layer), networks.ClassAttention) else None
+        maps = networks.attention_maps(model, batch, upsample_to=(size, size), layer=layer, class_index=class_index)
+        columns[j] = [gradcam.scaled(m) for m in maps]
+    cams = gradcam.gradcam(model, batch, indices)
     columns[len(columns)] = [np.clip(c, 0.0, 1.0) for c in cams]
     return [{titles[i][j]: columns[j][i] for j in range(len(columns))} for i in range(len(paths))]
 
@@ -330,7 +332,7 @@ def write_explanation(model, image_path, out_dir=None, predicted_index=None, *, 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from lesionscan.explain import overlay
+    from lesionscan.explain.gradcam import overlay
 
     image_path = Path(image_path)
     if predicted_index is None:

@@ -33,11 +33,13 @@ overrides = {}
 import pandas as pd
 from IPython.display import Markdown, display
 
-from lesionscan import data, plots, report
-from lesionscan.run import open_run
+from lesionscan.data import ham10000
+from lesionscan.figures import plots
+from lesionscan.analysis import reported
+from lesionscan.study.run_folder import open_run
 
 run = open_run(profile, artifacts_dir, data_dir, overrides)
-check = data.check_report(run.data_dir)
+check = ham10000.check_report(run.data_dir)
 check.raise_for_problems()
 dataset = check.frame
 
@@ -56,7 +58,7 @@ display(Markdown(
 # (the full HAM10000 release), read from the package's claims file.
 
 # %% tags=["remove-input"]
-class_table = run.save_table("class_table", report.class_counts_beside_report(data.class_table(dataset)))
+class_table = run.save_table("class_table", reported.class_counts_beside_report(ham10000.class_table(dataset)))
 display(class_table.style.hide(axis="index").format({"percent": "{:.1f}"}, na_rep="–"))
 
 # %% tags=["remove-input"] mystnb={"figure": {"caption": "Images per class in this run's data (the report's Table 4.1 as a figure).", "name": "fig-class-distribution"}}
@@ -70,7 +72,7 @@ run.save_figure("class_distribution", plots.class_distribution(class_table))
 # seen, not diagnosis of a new one.
 
 # %% tags=["remove-input"]
-lesions = run.save_table("images_per_lesion", data.lesion_table(dataset))
+lesions = run.save_table("images_per_lesion", ham10000.lesion_table(dataset))
 display(lesions.style.hide(axis="index"))
 
 # %% [markdown]
@@ -97,4 +99,4 @@ run.save_figure("metadata_by_class", plots.metadata_by_class(dataset))
 # ## Examples per class
 
 # %% tags=["remove-input"] mystnb={"figure": {"caption": "Five images of each class, drawn reproducibly with the run's seed.", "name": "fig-sample-grid"}}
-run.save_figure("sample_grid", plots.sample_grid(data.sample_images(dataset, per_class=5, seed=run.params["seed"])))
+run.save_figure("sample_grid", plots.sample_grid(ham10000.sample_images(dataset, per_class=5, seed=run.params["seed"])))

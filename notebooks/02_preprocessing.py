@@ -35,13 +35,16 @@ overrides = {}
 # %% tags=["remove-cell"]
 from IPython.display import Markdown, display
 
-from lesionscan import data, pipeline, plots, report, split
-from lesionscan.classes import CLASSES
-from lesionscan.run import open_run
+from lesionscan.data import ham10000, split
+from lesionscan.model import pipeline
+from lesionscan.figures import plots
+from lesionscan.analysis import reported
+from lesionscan.core.classes import CLASSES
+from lesionscan.study.run_folder import open_run
 
 run = open_run(profile, artifacts_dir, data_dir, overrides)
 p = run.params
-dataset = data.load_dataset(run.data_dir, verify_images=False)
+dataset = ham10000.load_dataset(run.data_dir, verify_images=False)
 splits = {protocol: split.make_split(dataset, protocol, seed=p["seed"], val_fraction=p["val_fraction"],
                                      test_fraction=p["test_fraction"])
           for protocol in split.PROTOCOLS}
@@ -66,7 +69,7 @@ display(support.style.hide(axis="index"))
 
 # %% tags=["remove-input"]
 if p["split_protocol"] == "seed" and p["data"] != "synthetic":
-    display(run.save_table("test_support_vs_report", report.test_support_beside_report(
+    display(run.save_table("test_support_vs_report", reported.test_support_beside_report(
         split.support_table(chosen))).style.hide(axis="index"))
 else:
     display(Markdown(f"*Not shown for this run: it uses {run.data_label} and the "

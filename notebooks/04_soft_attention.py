@@ -35,16 +35,18 @@ overrides = {}
 # %% tags=["remove-cell"]
 from IPython.display import Markdown, display
 
-from lesionscan import evaluate, experiment, plots
-from lesionscan.run import open_run
+from lesionscan.analysis import evaluation
+from lesionscan.study import experiments
+from lesionscan.figures import plots
+from lesionscan.study.run_folder import open_run
 
 run = open_run(profile, artifacts_dir, data_dir, overrides)
 
 # %% tags=["hide-cell"]
-result = experiment.train_and_evaluate(run, "soft_attention")
+result = experiments.train_and_evaluate(run, "soft_attention")
 
 # %% tags=["remove-input"]
-display(Markdown(experiment.provenance(run, result)))
+display(Markdown(experiments.provenance(run, result)))
 
 # %% [markdown]
 # ## Training curves
@@ -56,11 +58,11 @@ run.save_figure("soft_attention_training_curves", plots.training_curves(result.h
 # ## Test metrics
 
 # %% tags=["remove-input"]
-display(run.save_table("soft_attention_metrics", experiment.comparison_table({"soft_attention": result.metrics})).style.hide(axis="index"))
+display(run.save_table("soft_attention_metrics", experiments.comparison_table({"soft_attention": result.metrics})).style.hide(axis="index"))
 
 # %% tags=["remove-input"]
 display(run.save_table("soft_attention_classification_report",
-                       evaluate.classification_report_table(result.predictions)).style.hide(axis="index"))
+                       evaluation.classification_report_table(result.predictions)).style.hide(axis="index"))
 
 # %% [markdown]
 # ## Confusion matrix
@@ -69,8 +71,8 @@ display(run.save_table("soft_attention_classification_report",
 # each row normalised to 1 on the right.
 
 # %% tags=["remove-input"] mystnb={"figure": {"caption": "Soft attention: confusion matrix on the test subset, in counts and row-normalised.", "name": "fig-soft-attention-confusion"}}
-run.save_figure("soft_attention_confusion", plots.confusion_matrix(evaluate.confusion(result.predictions),
-                                                              evaluate.confusion(result.predictions, normalize=True)))
+run.save_figure("soft_attention_confusion", plots.confusion_matrix(evaluation.confusion(result.predictions),
+                                                              evaluation.confusion(result.predictions, normalize=True)))
 
 # %% [markdown]
 # ## ROC curves (one class against the rest)

@@ -33,25 +33,28 @@ overrides = {}
 # %% tags=["remove-cell"]
 from IPython.display import Markdown, display
 
-from lesionscan import ablation, experiment, models, plots, report, stats
-from lesionscan.run import open_run
+from lesionscan.study import ablation, experiments
+from lesionscan.model import networks
+from lesionscan.figures import plots
+from lesionscan.analysis import reported, resampling
+from lesionscan.study.run_folder import open_run
 
 run = open_run(profile, artifacts_dir, data_dir, overrides)
 p = run.params
 main_models = ("baseline", "soft_attention")
 metrics = {name: run.read_metrics(name) for name in main_models}
 predictions = {name: run.read_predictions(name) for name in main_models}
-intervals = {name: stats.bootstrap_metrics(predictions[name], n_resamples=p["bootstrap_resamples"], seed=p["seed"])
+intervals = {name: resampling.bootstrap_metrics(predictions[name], n_resamples=p["bootstrap_resamples"], seed=p["seed"])
              for name in main_models}
 
 # %% tags=["remove-input"]
-display(Markdown(experiment.provenance_text(run)))
+display(Markdown(experiments.provenance_text(run)))
 
 # %% [markdown]
 # ## Our two models, with 95 % intervals
 
 # %% tags=["remove-input"]
-table = run.save_table("model_comparison_intervals", experiment.interval_table(intervals, metrics))
+table = run.save_table("model_comparison_intervals", experiments.interval_table(intervals, metrics))
 display(table.style.hide(axis="index").format(precision=3, na_rep="–"))
 
 # %% [markdown]
@@ -63,10 +66,10 @@ display(table.style.hide(axis="index").format(precision=3, na_rep="–"))
 # the two got right.
 
 # %% tags=["remove-input"]
-paired = stats.paired_bootstrap(predictions["baseline"], predictions["soft_attention"], "balanced_accuracy",
+paired = resampling.paired_bootstrap(predictions["baseline"], predictions["soft_attention"], "balanced_accuracy",
                                 n_resamples=p["bootstrap_resamples"], seed=p["seed"])
-mcnemar = stats.mcnemar(predictions["baseline"], predictions["soft_attention"])
-sa_verdict = stats.verdict(paired, mcnemar, "baseline", "soft-attention model")
+mcnemar = resampling.mcnemar(predictions["baseline"], predictions["soft_attention"])
+sa_verdict = resampling.verdict(paired, mcnemar, "baseline", "soft-attention model")
 run.save_json("sa_vs_baseline", {"paired_bootstrap": paired, "mcnemar": mcnemar, "verdict": sa_verdict})
 display(Markdown(f"**{sa_verdict}**"))
 
@@ -78,7 +81,7 @@ display(Markdown(f"**{sa_verdict}**"))
 # twice with different values; each is listed.
 
 # %% tags=["remove-input"]
-claims = run.save_table("report_comparison", report.comparison_with_intervals(metrics, intervals))
+claims = run.save_table("report_comparison", reported.comparison_with_intervals(metrics, intervals))
 display(claims.style.hide(axis="index").format(precision=3, na_rep="–"))
 
 # %% tags=["remove-input"] mystnb={"figure": {"caption": "Each number the report claims (marker) against our value and its 95 % interval.", "name": "fig-report-comparison"}}
@@ -94,7 +97,7 @@ run.save_figure("report_comparison", plots.interval_comparison(claims))
 # thresholds are chosen on the test set itself, so these are best cases.
 
 # %% tags=["remove-input"]
-display(run.save_table("melanoma_sensitivity", stats.melanoma_table(predictions, intervals))
+display(run.save_table("melanoma_sensitivity", resampling.melanoma_table(predictions, intervals))
         .style.hide(axis="index").format(precision=3, na_rep="–"))
 
 # %% [markdown]
@@ -105,7 +108,7 @@ display(run.save_table("melanoma_sensitivity", stats.melanoma_table(predictions,
 
 # %% tags=["remove-input"] mystnb={"figure": {"caption": "Reliability diagram: accuracy against confidence per bin for both models; the diagonal is perfect calibration.", "name": "fig-reliability"}}
 run.save_figure("reliability", plots.reliability_diagram(
-    {name: stats.reliability_table(predictions[name]) for name in main_models}))
+    {name: resampling.reliability_table(predictions[name]) for name in main_models}))
 
 # %% [markdown]
 # ## Ablation: what each part of the model does
@@ -114,11 +117,11 @@ run.save_figure("reliability", plots.reliability_diagram(
 # attention refinement without defining them; the methods page defines our
 # versions, and the attention layer of the public code this study descends
 # from is trained too. All are trained and tested here under the same
-# protocol, seed and budget as the two main models. The parameter counts are
+# protocol, seed and budget as the two main networks. The parameter counts are
 # computed for this run's input size.
 
 # %% tags=["remove-input"]
-display(run.save_table("model_parameters", models.parameter_counts(image_size=p["image_size"],
+display(run.save_table("model_parameters", networks.parameter_counts(image_size=p["image_size"],
                                                                      attention_heads=p["attention_heads"]))
         .style.hide(axis="index").format(thousands=","))
 
@@ -126,15 +129,15 @@ display(run.save_table("model_parameters", models.parameter_counts(image_size=p[
 variant_results = ablation.variants(run)
 
 # %% tags=["remove-input"]
-variant_intervals = {name: stats.bootstrap_metrics(pred, n_resamples=p["bootstrap_resamples"], seed=p["seed"])
+variant_intervals = {name: resampling.bootstrap_metrics(pred, n_resamples=p["bootstrap_resamples"], seed=p["seed"])
                      for name, (_, pred) in variant_results.items()}
-variant_table = run.save_table("ablation", experiment.interval_table(
+variant_table = run.save_table("ablation", experiments.interval_table(
     variant_intervals, {name: m for name, (m, _) in variant_results.items()}))
 display(variant_table.style.hide(axis="index").format(precision=3, na_rep="–"))
 
 # %% tags=["remove-input"] mystnb={"figure": {"caption": "The model variants side by side, trained and tested under the same protocol and seed.", "name": "fig-ablation"}}
 run.save_figure("ablation", plots.metric_comparison(
-    experiment.comparison_table({name: m for name, (m, _) in variant_results.items()})))
+    experiments.comparison_table({name: m for name, (m, _) in variant_results.items()})))
 
 # %% [markdown]
 # ## Training seeds

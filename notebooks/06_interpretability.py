@@ -38,16 +38,18 @@ overrides = {}
 import pandas as pd
 from IPython.display import Markdown, display
 
-from lesionscan import agreement, experiment, interpretability, plots
-from lesionscan.classes import CLASSES, label
-from lesionscan.run import open_run
+from lesionscan.analysis import agreement
+from lesionscan.study import experiments, interpretability
+from lesionscan.figures import plots
+from lesionscan.core.classes import CLASSES, label
+from lesionscan.study.run_folder import open_run
 
 run = open_run(profile, artifacts_dir, data_dir, overrides)
 p = run.params
 trained = interpretability.load_models(run)
 
 # %% tags=["remove-input"]
-display(Markdown(experiment.provenance_text(run)))
+display(Markdown(experiments.provenance_text(run)))
 
 # %% [markdown]
 # ## Examples, class by class

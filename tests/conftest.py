@@ -23,8 +23,8 @@ def real_data_dir() -> Path:
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
     """One smoke study with its built book, shared by every test that reads a run's outputs (minutes)."""
-    from lesionscan import study
+    from lesionscan.study import runner
 
     artifacts = tmp_path_factory.mktemp("study") / "artifacts"
-    index = study.run_study("smoke", artifacts=str(artifacts))
+    index = runner.run_study("smoke", artifacts=str(artifacts))
     return artifacts / "smoke", index

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from lesionscan import ablation, evaluate
-from lesionscan.classes import CLASSES
+from lesionscan.study import ablation
+from lesionscan.analysis import evaluation
+from lesionscan.core.classes import CLASSES
 
 
 def _predictions(seed, n=140, skill=0.6):
@@ -14,12 +15,12 @@ def _predictions(seed, n=140, skill=0.6):
     right = rng.random(n) < skill
     probs[right, [CLASSES.index(d) for d in y[right]]] += 1.0
     probs /= probs.sum(axis=1, keepdims=True)
-    return evaluate.predictions_frame([f"{seed}-{i}" for i in range(n)], y.tolist(), probs)
+    return evaluation.predictions_frame([f"{seed}-{i}" for i in range(n)], y.tolist(), probs)
 
 
 def _result(seed, skill, epochs):
     pred = _predictions(seed, skill=skill)
-    metrics = evaluate.compute_metrics(pred)
+    metrics = evaluation.compute_metrics(pred)
     metrics["epochs_trained"] = epochs
     return metrics, pred
 

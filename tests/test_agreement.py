@@ -11,12 +11,13 @@ import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from lesionscan import agreement, plots  # noqa: E402
-from lesionscan.agreement import (METRICS, REFERENCE_METHODS, agreement_scores, agreement_table,  # noqa: E402
+from lesionscan.analysis import agreement  # noqa: E402
+from lesionscan.figures import plots  # noqa: E402
+from lesionscan.analysis.agreement import (METRICS, REFERENCE_METHODS, agreement_scores, agreement_table,  # noqa: E402
                                   centre_gaussian, energy_inside, load_mask, load_masks, paired_difference,
                                   pointing_game, topk_iou, uniform_map, verdict)
-from lesionscan.errors import DataError, ParameterError  # noqa: E402
-from lesionscan.stats import _stratified_counts  # noqa: E402
+from lesionscan.core.errors import DataError, ParameterError  # noqa: E402
+from lesionscan.analysis.resampling import _stratified_counts  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

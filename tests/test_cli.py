@@ -5,7 +5,8 @@ import re
 import pandas as pd
 import pytest
 
-from lesionscan import cli, synthetic
+from lesionscan import cli
+from lesionscan.data import synthetic
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +41,11 @@ def test_check_prints_layout_sizes_and_masks(dataset, capsys):
 
 
 def test_check_prints_the_checksum_a_manifest_records(dataset, capsys):
-    from lesionscan import data
+    from lesionscan.data import ham10000
 
     code, out, _ = run_cli(capsys, "data", "check", dataset)
     assert code == 0
-    assert f"checksum: {data.data_checksum(dataset)}" in out
+    assert f"checksum: {ham10000.data_checksum(dataset)}" in out
 
 
 def test_check_lists_every_problem_at_once(dataset, tmp_path, capsys):

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from lesionscan import data
-from lesionscan.classes import CLASSES
-from lesionscan.errors import DataError
+from lesionscan.data import ham10000
+from lesionscan.core.classes import CLASSES
+from lesionscan.core.errors import DataError
 
 COLUMNS = ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"]
 
@@ -26,7 +26,7 @@ def write_dataset(root: Path, rows, masks=(), skip_images=(), size=(12, 9)) -> P
     skip_images: image_ids listed in the CSV but given no file.
     """
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / data.METADATA_FILE, "w", newline="") as fh:
+    with open(root / ham10000.METADATA_FILE, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(COLUMNS)
         for k, (lesion_id, image_id, dx) in enumerate(rows):
@@ -34,13 +34,13 @@ def write_dataset(root: Path, rows, masks=(), skip_images=(), size=(12, 9)) -> P
     for k, (_, image_id, _) in enumerate(rows):
         if image_id in skip_images:
             continue
-        folder = root / data.IMAGE_DIRS[k % 2]
+        folder = root / ham10000.IMAGE_DIRS[k % 2]
         folder.mkdir(exist_ok=True)
         Image.new("RGB", size, (10 * (k % 25), 100, 200)).save(folder / f"{image_id}.jpg", quality=90)
     if masks:
-        (root / data.MASK_DIR).mkdir(exist_ok=True)
+        (root / ham10000.MASK_DIR).mkdir(exist_ok=True)
         for image_id in masks:
-            Image.new("L", size, 255).save(root / data.MASK_DIR / f"{image_id}_segmentation.png")
+            Image.new("L", size, 255).save(root / ham10000.MASK_DIR / f"{image_id}_segmentation.png")
     return root
 
 
@@ -52,18 +52,18 @@ def valid_rows():
 
 
 def image_path(root: Path, image_id: str) -> Path:
-    return next(p for d in data.IMAGE_DIRS for p in [root / d / f"{image_id}.jpg"] if p.exists())
+    return next(p for d in ham10000.IMAGE_DIRS for p in [root / d / f"{image_id}.jpg"] if p.exists())
 
 
 def load_error(root: Path, **kwargs) -> str:
     with pytest.raises(DataError) as info:
-        data.load_dataset(root, **kwargs)
+        ham10000.load_dataset(root, **kwargs)
     return str(info.value)
 
 
 def test_valid_dataset_loads(tmp_path):
     root = write_dataset(tmp_path / "ham", valid_rows())
-    df = data.load_dataset(root)
+    df = ham10000.load_dataset(root)
     assert list(df.columns) == COLUMNS + ["image_path", "mask_path"]
     assert len(df) == 8
     assert list(df["image_id"]) == sorted(df["image_id"])
@@ -71,24 +71,24 @@ def test_valid_dataset_loads(tmp_path):
     for image_id, path in zip(df["image_id"], df["image_path"]):
         assert isinstance(path, str) and os.path.isabs(path) and Path(path).is_file()
         assert Path(path).name == f"{image_id}.jpg"
-    assert {Path(p).parent.name for p in df["image_path"]} == set(data.IMAGE_DIRS)
+    assert {Path(p).parent.name for p in df["image_path"]} == set(ham10000.IMAGE_DIRS)
     assert df["mask_path"].isna().all()
     assert df.set_index("image_id").at["ISIC_0000099", "lesion_id"] == "HAM_0000005"
 
 
 def test_masks_found_when_present(tmp_path):
     root = write_dataset(tmp_path / "ham", valid_rows(), masks=["ISIC_0000001", "ISIC_0000004"])
-    df = data.load_dataset(root).set_index("image_id")
+    df = ham10000.load_dataset(root).set_index("image_id")
     for image_id in ("ISIC_0000001", "ISIC_0000004"):
         path = df.at[image_id, "mask_path"]
-        assert os.path.isabs(path) and path.endswith(f"{data.MASK_DIR}/{image_id}_segmentation.png")
+        assert os.path.isabs(path) and path.endswith(f"{ham10000.MASK_DIR}/{image_id}_segmentation.png")
     others = df.drop(index=["ISIC_0000001", "ISIC_0000004"])["mask_path"]
     assert all(p is None for p in others)
 
 
 def test_class_table(tmp_path):
     root = write_dataset(tmp_path / "ham", valid_rows())
-    table = data.class_table(data.load_dataset(root))
+    table = ham10000.class_table(ham10000.load_dataset(root))
     assert list(table.columns) == ["class", "name", "count", "percent"]
     assert list(table["class"]) == list(CLASSES) + ["total"]
     counts = dict(zip(table["class"], table["count"]))
@@ -99,7 +99,7 @@ def test_class_table(tmp_path):
 
 def test_lesion_table(tmp_path):
     root = write_dataset(tmp_path / "ham", valid_rows())
-    table = data.lesion_table(data.load_dataset(root))
+    table = ham10000.lesion_table(ham10000.load_dataset(root))
     assert table.to_dict("list") == {"images_per_lesion": [1, 2], "lesions": [6, 1], "images": [6, 2]}
 
 
@@ -111,12 +111,12 @@ def test_missing_directory(tmp_path):
 def test_missing_metadata_file(tmp_path):
     (tmp_path / "ham").mkdir()
     message = load_error(tmp_path / "ham")
-    assert data.METADATA_FILE in message and "not found" in message
+    assert ham10000.METADATA_FILE in message and "not found" in message
 
 
 def test_metadata_missing_required_column(tmp_path):
     root = write_dataset(tmp_path / "ham", valid_rows())
-    meta = root / data.METADATA_FILE
+    meta = root / ham10000.METADATA_FILE
     pd.read_csv(meta).drop(columns=["dx", "lesion_id"]).to_csv(meta, index=False)
     message = load_error(root)
     assert str(meta) in message and "lesion_id" in message and "dx" in message
@@ -133,13 +133,13 @@ def test_unknown_class_label_names_row_and_value(tmp_path):
     message = load_error(write_dataset(tmp_path / "ham", rows))
     # Data row index 2 is line 4 of the file (header is line 1).
     assert re.search(r"row 4\b.*'melanoma'", message)
-    assert data.METADATA_FILE in message and "akiec" in message
+    assert ham10000.METADATA_FILE in message and "akiec" in message
 
 
 def test_image_listed_but_missing(tmp_path):
     root = write_dataset(tmp_path / "ham", valid_rows(), skip_images=["ISIC_0000003"])
     message = load_error(root)
-    assert "ISIC_0000003" in message and "not found" in message and data.IMAGE_DIRS[1] in message
+    assert "ISIC_0000003" in message and "not found" in message and ham10000.IMAGE_DIRS[1] in message
 
 
 def test_undecodable_image(tmp_path):
@@ -148,7 +148,7 @@ def test_undecodable_image(tmp_path):
     bad.write_text("this is not a JPEG")
     message = load_error(root)
     assert str(bad) in message and "cannot be decoded" in message
-    assert len(data.load_dataset(root, verify_images=False)) == 8  # the check is what catches it
+    assert len(ham10000.load_dataset(root, verify_images=False)) == 8  # the check is what catches it
 
 
 def test_truncated_jpeg_is_caught(tmp_path):
@@ -185,42 +185,42 @@ def test_problem_list_is_capped(tmp_path):
     rows = valid_rows() + [(f"HAM_1{i:06d}", f"ISIC_1{i:06d}", "bad") for i in range(30)]
     message = load_error(write_dataset(tmp_path / "ham", rows))
     assert message.startswith("30 problem(s)")
-    assert message.count("\n  - ") == data.MAX_LISTED_PROBLEMS
+    assert message.count("\n  - ") == ham10000.MAX_LISTED_PROBLEMS
     assert message.endswith("and 10 more")
 
 
 def test_checksum_deterministic_and_sensitive(tmp_path):
     root = write_dataset(tmp_path / "ham", valid_rows())
-    first = data.data_checksum(root)
+    first = ham10000.data_checksum(root)
     assert re.fullmatch(r"sha256:[0-9a-f]{64}", first)
-    assert data.data_checksum(root) == first
-    assert data.data_checksum(data.load_dataset(root)) == first  # frame and folder agree
+    assert ham10000.data_checksum(root) == first
+    assert ham10000.data_checksum(ham10000.load_dataset(root)) == first  # frame and folder agree
     copy = write_dataset(tmp_path / "copy", valid_rows())
-    assert data.data_checksum(copy) == first  # depends on content, not location
+    assert ham10000.data_checksum(copy) == first  # depends on content, not location
 
     target = image_path(root, "ISIC_0000004")
     content = bytearray(target.read_bytes())
     content[-3] ^= 0x01
     target.write_bytes(bytes(content))
-    assert data.data_checksum(root) != first
+    assert ham10000.data_checksum(root) != first
 
 
 def test_checksum_changes_with_metadata(tmp_path):
     root = write_dataset(tmp_path / "ham", valid_rows())
-    first = data.data_checksum(root)
-    meta = root / data.METADATA_FILE
+    first = ham10000.data_checksum(root)
+    meta = root / ham10000.METADATA_FILE
     meta.write_text(meta.read_text().replace("back", "face", 1))
-    assert data.data_checksum(root) != first
+    assert ham10000.data_checksum(root) != first
 
 
 def write_tab(root: Path) -> None:
     """Replace the CSV by the Dataverse form: tab-separated, strings quoted, numbers bare."""
-    frame = pd.read_csv(root / data.METADATA_FILE, dtype=str, keep_default_na=False)
+    frame = pd.read_csv(root / ham10000.METADATA_FILE, dtype=str, keep_default_na=False)
     lines = ["\t".join(frame.columns)]
     for row in frame.itertuples(index=False):
         lines.append("\t".join(v if re.fullmatch(r"[\d.]+", v) else f'"{v}"' for v in row))
     (root / "HAM10000_metadata.tab").write_text("\n".join(lines) + "\n")
-    (root / data.METADATA_FILE).unlink()
+    (root / ham10000.METADATA_FILE).unlink()
 
 
 def write_hmnist(root: Path) -> None:
@@ -235,14 +235,14 @@ def make_layout(root: Path, layout: str, rows=None, masks=("ISIC_0000001",)) -> 
     if layout == "official-tab":
         write_tab(root)
     elif layout == "kaggle":
-        for upper, lower in zip(data.IMAGE_DIRS, data.KAGGLE_DIRS):
+        for upper, lower in zip(ham10000.IMAGE_DIRS, ham10000.KAGGLE_DIRS):
             shutil.copytree(root / upper, root / lower)
         write_hmnist(root)
     elif layout == "flat":
-        (root / data.FLAT_DIR).mkdir()
-        for folder in data.IMAGE_DIRS:
+        (root / ham10000.FLAT_DIR).mkdir()
+        for folder in ham10000.IMAGE_DIRS:
             for path in (root / folder).iterdir():
-                path.rename(root / data.FLAT_DIR / path.name)
+                path.rename(root / ham10000.FLAT_DIR / path.name)
             (root / folder).rmdir()
     return root
 
@@ -255,46 +255,46 @@ def comparable(df: pd.DataFrame) -> pd.DataFrame:
 
 @pytest.mark.parametrize("layout, name, metadata", [
     ("official-tab", "official", "HAM10000_metadata.tab"),
-    ("kaggle", "kaggle", data.METADATA_FILE),
-    ("flat", "flat", data.METADATA_FILE),
+    ("kaggle", "kaggle", ham10000.METADATA_FILE),
+    ("flat", "flat", ham10000.METADATA_FILE),
 ])
 def test_layouts_load_the_same_frame(tmp_path, layout, name, metadata):
-    expected = data.load_dataset(make_layout(tmp_path / "official", "official"))
+    expected = ham10000.load_dataset(make_layout(tmp_path / "official", "official"))
     root = make_layout(tmp_path / layout, layout)
-    df = data.load_dataset(root)
+    df = ham10000.load_dataset(root)
     assert list(df.columns) == COLUMNS + ["image_path", "mask_path"]
     pd.testing.assert_frame_equal(comparable(df), comparable(expected))
-    report = data.check_report(root)
+    report = ham10000.check_report(root)
     assert report.layout == name and report.metadata.name == metadata and not report.problems
     if layout == "kaggle":  # duplicates resolve to the upper-case folders, hmnist tables are left alone
-        assert {Path(p).parent.name for p in df["image_path"]} == set(data.IMAGE_DIRS)
+        assert {Path(p).parent.name for p in df["image_path"]} == set(ham10000.IMAGE_DIRS)
         assert report.ignored == ["hmnist_28_28_RGB.csv", "hmnist_8_8_L.csv"]
-        assert data.data_checksum(root) == data.data_checksum(tmp_path / "official")
+        assert ham10000.data_checksum(root) == ham10000.data_checksum(tmp_path / "official")
 
 
 def test_tab_metadata_with_quotes_and_missing_age(tmp_path):
     root = make_layout(tmp_path / "ham", "official-tab")
     tab = root / "HAM10000_metadata.tab"
     tab.write_text(tab.read_text().replace('"back"', '"back, upper"', 1).replace("\t40\t", "\tNA\t", 1))
-    df = data.load_dataset(root).set_index("image_id")
+    df = ham10000.load_dataset(root).set_index("image_id")
     assert df.at["ISIC_0000000", "localization"] == "back, upper"
     assert pd.isna(df.at["ISIC_0000000", "age"])
 
 
 def test_same_image_in_two_folders_is_taken_once(tmp_path):
     root = write_dataset(tmp_path / "ham", valid_rows())
-    shutil.copy(image_path(root, "ISIC_0000000"), root / data.IMAGE_DIRS[1])
-    df = data.load_dataset(root)
-    assert len(df) == 8 and Path(df["image_path"].iloc[0]).parent.name == data.IMAGE_DIRS[0]
+    shutil.copy(image_path(root, "ISIC_0000000"), root / ham10000.IMAGE_DIRS[1])
+    df = ham10000.load_dataset(root)
+    assert len(df) == 8 and Path(df["image_path"].iloc[0]).parent.name == ham10000.IMAGE_DIRS[0]
 
 
 def test_check_report_on_a_valid_dataset(tmp_path):
     root = write_dataset(tmp_path / "ham", valid_rows(), masks=["ISIC_0000001", "ISIC_0000004"])
-    report = data.check_report(root)
-    assert report.layout == "official" and report.image_folders == list(data.IMAGE_DIRS)
+    report = ham10000.check_report(root)
+    assert report.layout == "official" and report.image_folders == list(ham10000.IMAGE_DIRS)
     assert report.image_sizes == {"12x9": 8}
     assert (report.masks_found, report.masks_missing) == (2, 6)
-    assert report.classes.equals(data.class_table(report.frame))
+    assert report.classes.equals(ham10000.class_table(report.frame))
     assert report.lesions.to_dict("list")["lesions"] == [6, 1]
     text = report.summary()
     assert "layout:   official" in text and "12x9 (8)" in text and "2 found, 6 missing" in text
@@ -307,20 +307,20 @@ def test_many_missing_images_are_one_capped_problem(tmp_path):
     root = write_dataset(tmp_path / "ham", valid_rows() + extra, skip_images=[r[1] for r in extra])
     message = load_error(root)
     assert message.startswith("1 problem(s)")
-    assert f"{data.METADATA_FILE}: 14 listed images not found" in message
+    assert f"{ham10000.METADATA_FILE}: 14 listed images not found" in message
     assert "ISIC_2000000 (row 10)" in message and "ISIC_2000009 (row 19)" in message
     assert "ISIC_2000010" not in message and message.endswith("and 4 more")
 
 
 def test_mask_of_the_wrong_size(tmp_path):
     root = write_dataset(tmp_path / "ham", valid_rows(), masks=["ISIC_0000001", "ISIC_0000004"])
-    mask = root / data.MASK_DIR / "ISIC_0000004_segmentation.png"
+    mask = root / ham10000.MASK_DIR / "ISIC_0000004_segmentation.png"
     Image.new("L", (6, 4), 255).save(mask)
     message = load_error(root)
     assert message.startswith("1 problem(s)")
     assert f"mask file {mask} is 6x4" in message and str(image_path(root, "ISIC_0000004")) in message
     assert "is 12x9" in message
-    assert len(data.load_dataset(root, verify_images=False)) == 8  # a header check, skipped on request
+    assert len(ham10000.load_dataset(root, verify_images=False)) == 8  # a header check, skipped on request
 
 
 def test_duplicate_image_id_in_tab_names_the_file(tmp_path):
@@ -331,28 +331,28 @@ def test_duplicate_image_id_in_tab_names_the_file(tmp_path):
 
 def test_no_metadata_says_what_was_looked_for(tmp_path):
     root = make_layout(tmp_path / "ham", "kaggle")
-    (root / data.METADATA_FILE).unlink()
+    (root / ham10000.METADATA_FILE).unlink()
     message = load_error(root)
-    assert "not found" in message and all(name in message for name in data.METADATA_FILES)
+    assert "not found" in message and all(name in message for name in ham10000.METADATA_FILES)
     assert "hmnist_*.csv" in message and "not metadata" in message
 
 
 def test_no_image_folder(tmp_path):
     root = write_dataset(tmp_path / "ham", valid_rows())
-    for folder in data.IMAGE_DIRS:
+    for folder in ham10000.IMAGE_DIRS:
         shutil.rmtree(root / folder)
     message = load_error(root)
     assert "8 listed images not found" in message and "no image folder" in message
-    assert data.FLAT_DIR in message and data.KAGGLE_DIRS[0] in message
+    assert ham10000.FLAT_DIR in message and ham10000.KAGGLE_DIRS[0] in message
 
 
 def test_three_different_problems_reported_at_once(tmp_path):
     root = write_dataset(tmp_path / "ham", valid_rows(), masks=["ISIC_0000002"], skip_images=["ISIC_0000003"],
                          size=(64, 48))
-    Image.new("L", (10, 10)).save(root / data.MASK_DIR / "ISIC_0000002_segmentation.png")
+    Image.new("L", (10, 10)).save(root / ham10000.MASK_DIR / "ISIC_0000002_segmentation.png")
     truncated = image_path(root, "ISIC_0000006")
     truncated.write_bytes(truncated.read_bytes()[:300])
-    report = data.check_report(root)
+    report = ham10000.check_report(root)
     assert len(report.problems) == 3 and report.image_sizes == {"64x48": 6}
     message = load_error(root)
     assert message.startswith("3 problem(s)")
@@ -362,13 +362,13 @@ def test_three_different_problems_reported_at_once(tmp_path):
 
 
 def test_real_dataset_loads(real_data_dir):
-    df = data.load_dataset(real_data_dir)
+    df = ham10000.load_dataset(real_data_dir)
     assert len(df) == 10015 and df["lesion_id"].nunique() == 7470
     assert df["mask_path"].notna().all()
 
 
 def test_real_check_report(real_data_dir):
-    report = data.check_report(real_data_dir)
+    report = ham10000.check_report(real_data_dir)
     assert report.problems == [] and report.layout == "official"
     assert len(report.frame) == 10015 and report.frame["lesion_id"].nunique() == 7470
     counts = dict(zip(report.classes["class"], report.classes["count"]))
@@ -380,29 +380,29 @@ def test_real_check_report(real_data_dir):
 
 def test_real_data_in_other_layouts(real_data_dir, tmp_path):
     """Kaggle, Dataverse .tab and flat copies of the real data, built from symlinks, load the same frame."""
-    expected = comparable(data.load_dataset(real_data_dir, verify_images=False))
+    expected = comparable(ham10000.load_dataset(real_data_dir, verify_images=False))
     kaggle = tmp_path / "kaggle"
     kaggle.mkdir()
-    for upper, lower in zip(data.IMAGE_DIRS, data.KAGGLE_DIRS):
+    for upper, lower in zip(ham10000.IMAGE_DIRS, ham10000.KAGGLE_DIRS):
         (kaggle / upper).symlink_to(real_data_dir / upper)
         (kaggle / lower).symlink_to(real_data_dir / upper)
-    (kaggle / data.METADATA_FILE).symlink_to(real_data_dir / data.METADATA_FILE)
+    (kaggle / ham10000.METADATA_FILE).symlink_to(real_data_dir / ham10000.METADATA_FILE)
     write_hmnist(kaggle)
     tab = tmp_path / "tab"
     tab.mkdir()
-    for name in data.IMAGE_DIRS + (data.MASK_DIR,):
+    for name in ham10000.IMAGE_DIRS + (ham10000.MASK_DIR,):
         (tab / name).symlink_to(real_data_dir / name)
-    shutil.copy(real_data_dir / data.METADATA_FILE, tab / data.METADATA_FILE)
+    shutil.copy(real_data_dir / ham10000.METADATA_FILE, tab / ham10000.METADATA_FILE)
     write_tab(tab)
     flat = tmp_path / "flat"
-    (flat / data.FLAT_DIR).mkdir(parents=True)
-    for folder in data.IMAGE_DIRS:
+    (flat / ham10000.FLAT_DIR).mkdir(parents=True)
+    for folder in ham10000.IMAGE_DIRS:
         for path in (real_data_dir / folder).iterdir():
-            (flat / data.FLAT_DIR / path.name).symlink_to(path)
-    (flat / data.METADATA_FILE).symlink_to(real_data_dir / data.METADATA_FILE)
-    (flat / data.MASK_DIR).symlink_to(real_data_dir / data.MASK_DIR)
+            (flat / ham10000.FLAT_DIR / path.name).symlink_to(path)
+    (flat / ham10000.METADATA_FILE).symlink_to(real_data_dir / ham10000.METADATA_FILE)
+    (flat / ham10000.MASK_DIR).symlink_to(real_data_dir / ham10000.MASK_DIR)
     for root, layout in ((kaggle, "kaggle"), (tab, "official"), (flat, "flat")):
-        df = data.load_dataset(root, verify_images=False)
+        df = ham10000.load_dataset(root, verify_images=False)
         masked = expected.assign(mask_path=None) if root is kaggle else expected
         pd.testing.assert_frame_equal(comparable(df), masked)
-    assert data.check_report(kaggle).layout == "kaggle"
+    assert ham10000.check_report(kaggle).layout == "kaggle"

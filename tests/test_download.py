@@ -21,8 +21,9 @@ import pytest
 import requests
 from PIL import Image
 
-from lesionscan import cli, data, download
-from lesionscan.errors import DataError
+from lesionscan import cli
+from lesionscan.data import download, ham10000
+from lesionscan.core.errors import DataError
 
 IMAGE_IDS = [f"ISIC_00{i:05d}" for i in range(6)]
 DX = ["nv", "mel", "bkl", "bcc", "nv", "df"]
@@ -139,7 +140,7 @@ def _download(fake, folder, **kwargs):
 
 def test_download_unpacks_into_the_layout_load_dataset_reads(fake, tmp_path):
     folder = _download(fake, tmp_path / "data")
-    frame = data.load_dataset(folder)
+    frame = ham10000.load_dataset(folder)
     assert list(frame["image_id"]) == IMAGE_IDS and frame["mask_path"].notna().all()
     assert (folder / "HAM10000_images_part_1" / f"{IMAGE_IDS[0]}.jpg").is_file()
     assert (folder / "HAM10000_images_part_2" / f"{IMAGE_IDS[5]}.jpg").is_file()
@@ -164,7 +165,7 @@ def test_an_interrupted_download_resumes_with_a_range_request(fake, tmp_path):
     (_, first), (_, second) = fake.requests_for(PART_1)
     kept = int(re.fullmatch(r"bytes=(\d+)-", second["Range"])[1])
     assert "Range" not in first and 0 < kept <= len(fake.files[PART_1][1]) // 2
-    assert len(data.load_dataset(folder)) == len(IMAGE_IDS)  # the resumed zip passed its MD5 and unpacked
+    assert len(ham10000.load_dataset(folder)) == len(IMAGE_IDS)  # the resumed zip passed its MD5 and unpacked
 
 
 def test_a_run_cut_off_for_good_keeps_the_partial_file_for_the_next_run(fake, tmp_path):
@@ -177,7 +178,7 @@ def test_a_run_cut_off_for_good_keeps_the_partial_file_for_the_next_run(fake, tm
     assert 0 < kept < len(fake.files[SEG][1])
     _download(fake, tmp_path / "data")
     assert fake.requests_for(SEG)[-1][1]["Range"] == f"bytes={kept}-"
-    assert data.load_dataset(tmp_path / "data")["mask_path"].notna().all()
+    assert ham10000.load_dataset(tmp_path / "data")["mask_path"].notna().all()
 
 
 def test_a_server_ignoring_range_restarts_the_file(fake, tmp_path):
@@ -185,14 +186,14 @@ def test_a_server_ignoring_range_restarts_the_file(fake, tmp_path):
     fake.ranges = False
     folder = _download(fake, tmp_path / "data")
     assert "Range" in fake.requests_for(PART_2)[1][1]
-    assert len(data.load_dataset(folder)) == len(IMAGE_IDS)
+    assert len(ham10000.load_dataset(folder)) == len(IMAGE_IDS)
 
 
 def test_a_corrupt_download_is_deleted_and_fetched_again(fake, tmp_path):
     fake.corrupt[PART_2] = 1
     folder = _download(fake, tmp_path / "data")
     assert len(fake.requests_for(PART_2)) == 2
-    assert len(data.load_dataset(folder)) == len(IMAGE_IDS)
+    assert len(ham10000.load_dataset(folder)) == len(IMAGE_IDS)
 
 
 def test_a_file_corrupt_twice_is_reported_with_both_checksums(fake, tmp_path):

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from lesionscan import evaluate
-from lesionscan.classes import CLASSES
+from lesionscan.analysis import evaluation
+from lesionscan.core.classes import CLASSES
 
 
 def _probs(rows: list[dict[str, float]]) -> np.ndarray:
@@ -31,7 +31,7 @@ def hand_case() -> pd.DataFrame:
         {"mel": 0.1, "nv": 0.8, "bcc": 0.1},
         {"mel": 0.4, "nv": 0.1, "bcc": 0.5},
     ])
-    return evaluate.predictions_frame(["a", "b", "c", "d"], ["mel", "mel", "nv", "bcc"], probs)
+    return evaluation.predictions_frame(["a", "b", "c", "d"], ["mel", "mel", "nv", "bcc"], probs)
 
 
 def test_predictions_frame_columns_and_pred(hand_case):
@@ -41,7 +41,7 @@ def test_predictions_frame_columns_and_pred(hand_case):
 
 
 def test_predictions_frame_accepts_class_indices():
-    frame = evaluate.predictions_frame([1], [CLASSES.index("mel")], _probs([{"mel": 1.0}]))
+    frame = evaluation.predictions_frame([1], [CLASSES.index("mel")], _probs([{"mel": 1.0}]))
     assert frame["dx"].tolist() == ["mel"]
     assert frame["image_id"].tolist() == ["1"]
 
@@ -54,18 +54,18 @@ def test_predictions_frame_accepts_class_indices():
 ])
 def test_predictions_frame_rejects_bad_probabilities(probs, message):
     with pytest.raises(ValueError, match=message):
-        evaluate.predictions_frame(["a"], ["mel"], probs)
+        evaluation.predictions_frame(["a"], ["mel"], probs)
 
 
 def test_predictions_frame_rejects_unknown_label_and_length_mismatch():
     with pytest.raises(ValueError, match="'melanoma'"):
-        evaluate.predictions_frame(["a"], ["melanoma"], _probs([{"mel": 1.0}]))
+        evaluation.predictions_frame(["a"], ["melanoma"], _probs([{"mel": 1.0}]))
     with pytest.raises(ValueError, match="equally long"):
-        evaluate.predictions_frame(["a", "b"], ["mel"], _probs([{"mel": 1.0}]))
+        evaluation.predictions_frame(["a", "b"], ["mel"], _probs([{"mel": 1.0}]))
 
 
 def test_metrics_match_hand_computation(hand_case):
-    m = evaluate.compute_metrics(hand_case)
+    m = evaluation.compute_metrics(hand_case)
     assert m["n"] == 4
     assert m["accuracy"] == pytest.approx(3 / 4)
     assert m["balanced_accuracy"] == pytest.approx((1 + 0.5 + 1) / 3)
@@ -84,51 +84,51 @@ def test_metrics_match_hand_computation(hand_case):
 
 
 def test_class_absent_from_truth_skips_auc_and_lists_it(hand_case):
-    m = evaluate.compute_metrics(hand_case)
+    m = evaluation.compute_metrics(hand_case)
     assert m["roc_auc_skipped"] == ["akiec", "bkl", "df", "vasc"]
     assert m["per_class"]["df"]["roc_auc"] is None
     assert m["per_class"]["df"]["support"] == 0
 
 
 def test_class_with_single_test_image_is_scored(hand_case):
-    m = evaluate.compute_metrics(hand_case)
+    m = evaluation.compute_metrics(hand_case)
     assert m["per_class"]["bcc"] == pytest.approx({"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1,
                                                    "roc_auc": 1.0})
 
 
 def test_confusion_matrix_counts(hand_case):
-    m = evaluate.compute_metrics(hand_case)
+    m = evaluation.compute_metrics(hand_case)
     cm = np.array(m["confusion_matrix"])
     i = CLASSES.index
     assert cm.shape == (7, 7) and cm.sum() == 4
     assert cm[i("mel"), i("mel")] == 1 and cm[i("mel"), i("nv")] == 1
     assert cm[i("nv"), i("nv")] == 1 and cm[i("bcc"), i("bcc")] == 1
-    frame = evaluate.confusion(hand_case)
+    frame = evaluation.confusion(hand_case)
     assert list(frame.index) == list(CLASSES) and list(frame.columns) == list(CLASSES)
     assert (frame.to_numpy() == cm).all()
 
 
 def test_confusion_normalised_rows(hand_case):
-    frame = evaluate.confusion(hand_case, normalize=True)
+    frame = evaluation.confusion(hand_case, normalize=True)
     assert frame.loc["mel", "mel"] == pytest.approx(0.5) and frame.loc["mel", "nv"] == pytest.approx(0.5)
     assert frame.loc[["bcc", "mel", "nv"]].sum(axis=1).tolist() == pytest.approx([1, 1, 1])
     assert frame.loc["df"].sum() == 0  # absent class: an empty row, not NaN
 
 
 def test_majority_baseline(hand_case):
-    m = evaluate.compute_metrics(hand_case)
+    m = evaluation.compute_metrics(hand_case)
     assert m["majority_baseline"] == pytest.approx({"class": "mel", "accuracy": 0.5, "balanced_accuracy": 1 / 3})
     # ties go to the first class in CLASSES order
-    assert evaluate.majority_baseline(["nv", "akiec"])["class"] == "akiec"
+    assert evaluation.majority_baseline(["nv", "akiec"])["class"] == "akiec"
 
 
 def test_never_predicted_class_gets_precision_zero_without_warnings():
     probs = _probs([{"mel": 0.9, "bcc": 0.1}, {"mel": 0.6, "bcc": 0.4}, {"nv": 1.0}])
-    pred = evaluate.predictions_frame(["a", "b", "c"], ["mel", "bcc", "nv"], probs)
+    pred = evaluation.predictions_frame(["a", "b", "c"], ["mel", "bcc", "nv"], probs)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        m = evaluate.compute_metrics(pred)
-        table = evaluate.classification_report_table(pred)
+        m = evaluation.compute_metrics(pred)
+        table = evaluation.classification_report_table(pred)
     assert m["per_class"]["bcc"]["precision"] == 0.0
     assert m["per_class"]["bcc"]["recall"] == 0.0
     assert m["per_class"]["bcc"]["roc_auc"] == pytest.approx(1.0)  # ranked right, never argmax
@@ -137,18 +137,18 @@ def test_never_predicted_class_gets_precision_zero_without_warnings():
 
 def test_predicted_class_absent_from_truth_does_not_warn():
     probs = _probs([{"mel": 0.9, "df": 0.1}, {"df": 0.8, "nv": 0.2}, {"nv": 1.0}])
-    pred = evaluate.predictions_frame(["a", "b", "c"], ["mel", "nv", "nv"], probs)
+    pred = evaluation.predictions_frame(["a", "b", "c"], ["mel", "nv", "nv"], probs)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        m = evaluate.compute_metrics(pred)
+        m = evaluation.compute_metrics(pred)
     assert m["per_class"]["df"]["precision"] == 0.0
     assert "df" in m["labels"]
     assert m["balanced_accuracy"] == pytest.approx((1 + 0.5) / 2)  # mean recall over mel, nv only
 
 
 def test_single_class_truth_has_no_auc():
-    pred = evaluate.predictions_frame(["a", "b"], ["nv", "nv"], _probs([{"nv": 1.0}, {"mel": 1.0}]))
-    m = evaluate.compute_metrics(pred)
+    pred = evaluation.predictions_frame(["a", "b"], ["nv", "nv"], _probs([{"nv": 1.0}, {"mel": 1.0}]))
+    m = evaluation.compute_metrics(pred)
     assert m["roc_auc"] == {"macro": None, "weighted": None}
     assert m["roc_auc_skipped"] == list(CLASSES)
     json.dumps(m)
@@ -159,8 +159,8 @@ def test_agrees_with_sklearn_on_a_full_random_case():
     y = rng.choice(CLASSES, size=200)
     logits = rng.normal(size=(200, 7)) + 2 * np.eye(7)[[CLASSES.index(d) for d in y]]
     probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    pred = evaluate.predictions_frame(range(200), y, probs)
-    m = evaluate.compute_metrics(pred)
+    pred = evaluation.predictions_frame(range(200), y, probs)
+    m = evaluation.compute_metrics(pred)
     assert m["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, pred["pred"]))
     for average in ("macro", "weighted"):
         assert m["roc_auc"][average] == pytest.approx(
@@ -170,23 +170,23 @@ def test_agrees_with_sklearn_on_a_full_random_case():
 
 
 def test_metrics_are_json_serialisable(hand_case):
-    m = evaluate.compute_metrics(hand_case)
+    m = evaluation.compute_metrics(hand_case)
     assert json.loads(json.dumps(m))["per_class"]["mel"]["support"] == 2
 
 
 def test_compute_metrics_validates_frame(hand_case):
     with pytest.raises(ValueError, match="p_mel"):
-        evaluate.compute_metrics(hand_case.drop(columns="p_mel"))
+        evaluation.compute_metrics(hand_case.drop(columns="p_mel"))
     bad = hand_case.copy()
     bad["p_mel"] = 0.0
     with pytest.raises(ValueError, match="sum to 1"):
-        evaluate.compute_metrics(bad)
+        evaluation.compute_metrics(bad)
     with pytest.raises(ValueError, match="empty"):
-        evaluate.compute_metrics(hand_case.iloc[:0])
+        evaluation.compute_metrics(hand_case.iloc[:0])
 
 
 def test_classification_report_table(hand_case):
-    table = evaluate.classification_report_table(hand_case)
+    table = evaluation.classification_report_table(hand_case)
     assert list(table.columns) == ["class", "precision", "recall", "f1", "support"]
     assert table["class"].tolist() == ["bcc", "mel", "nv", "accuracy", "macro avg", "weighted avg"]
     rows = table.set_index("class")
@@ -197,16 +197,16 @@ def test_classification_report_table(hand_case):
 
 
 def test_comparison_table(hand_case):
-    good = evaluate.compute_metrics(hand_case)
+    good = evaluation.compute_metrics(hand_case)
     bad = json.loads(json.dumps(good))
     bad["accuracy"] = 0.25
     bad["roc_auc"] = {"macro": None, "weighted": None}
-    table = evaluate.comparison_table({"baseline": bad, "soft_attention": good})
+    table = evaluation.comparison_table({"baseline": bad, "soft_attention": good})
     assert list(table.columns) == ["metric", "baseline", "soft_attention"]
     rows = table.set_index("metric")
     assert rows.loc["accuracy"].tolist() == pytest.approx([0.25, 0.75])
     assert np.isnan(rows.loc["roc_auc_macro", "baseline"])
     assert rows.loc["f1_mel", "soft_attention"] == pytest.approx(2 / 3)
-    assert list(rows.index[:len(evaluate.SUMMARY_METRICS)]) == list(evaluate.SUMMARY_METRICS)
+    assert list(rows.index[:len(evaluation.SUMMARY_METRICS)]) == list(evaluation.SUMMARY_METRICS)
     with pytest.raises(ValueError):
-        evaluate.comparison_table({})
+        evaluation.comparison_table({})

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from lesionscan import cli, profiles
+from lesionscan import cli
+from lesionscan.core import parameters
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +42,7 @@ def test_exercise_runs(command, tmp_path):
     assert code == 0, command
     manifest = json.loads((tmp_path / "smoke" / "manifest.json").read_text())
     assert manifest["status"] == "ok"
-    exercise = dict(profiles.split_assignment(words[i + 1]) for i, w in enumerate(words) if w == "--set")
-    expected = profiles.resolve("smoke", exercise)
+    exercise = dict(parameters.split_assignment(words[i + 1]) for i, w in enumerate(words) if w == "--set")
+    expected = parameters.resolve("smoke", exercise)
     for name in exercise:
         assert manifest["parameters"][name] == expected[name], name

@@ -11,8 +11,8 @@ import keras
 import numpy as np
 import pytest
 
-from lesionscan import explain
-from lesionscan.errors import ParameterError
+from lesionscan.explain import gradcam
+from lesionscan.core.errors import ParameterError
 
 SIZE = 16
 MASKED_COLUMNS = 2  # of the 8 feature columns
@@ -83,28 +83,28 @@ def _check_maps(maps, n):
 
 
 def test_default_layer_by_name(baseline, attention):
-    assert explain.default_layer(baseline) == "conv5_block3_out"
-    assert explain.default_layer(attention) == "soft_attention"
+    assert gradcam.default_layer(baseline) == "conv5_block3_out"
+    assert gradcam.default_layer(attention) == "soft_attention"
     inputs = keras.Input((SIZE, SIZE, 3))
     other = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(inputs)))
     with pytest.raises(ParameterError, match="layer=NAME"):
-        explain.default_layer(other)
+        gradcam.default_layer(other)
 
 
 @pytest.mark.parametrize("plus", [False, True])
 def test_gradcam_baseline_shape_and_range(baseline, images, plus):
-    _check_maps(explain.gradcam(baseline, images, [0, 1, 2], plus=plus), 3)
+    _check_maps(gradcam.gradcam(baseline, images, [0, 1, 2], plus=plus), 3)
 
 
 @pytest.mark.parametrize("layer", [None, "soft_attention", "conv5_block3_out"])
 def test_gradcam_attention_model_both_layers(attention, images, layer):
-    _check_maps(explain.gradcam(attention, images, [2, 1, 0], layer=layer, batch_size=2), 3)
+    _check_maps(gradcam.gradcam(attention, images, [2, 1, 0], layer=layer, batch_size=2), 3)
 
 
 def test_attention_target_is_the_weighted_features(attention, images):
     """Grad-CAM of the attention output sees the masked columns as empty; the backbone's does not."""
-    on_attention = explain.gradcam(attention, images, 0)
-    on_backbone = explain.gradcam(attention, images, 0, layer=attention.get_layer("conv5_block3_out"))
+    on_attention = gradcam.gradcam(attention, images, 0)
+    on_backbone = gradcam.gradcam(attention, images, 0, layer=attention.get_layer("conv5_block3_out"))
     # feature columns 0-1 of 8 are masked; bilinear upsampling keeps image columns 0-2 at zero
     assert np.abs(on_attention[:, :, :3]).max() < 1e-6
     assert on_backbone[:, :, :3].max() > 0.05
@@ -112,7 +112,7 @@ def test_attention_target_is_the_weighted_features(attention, images):
 
 def test_gradcam_leaves_model_unchanged(attention, images):
     before = attention.predict(images, verbose=0)
-    explain.gradcam(attention, images, [0, 0, 0])
+    gradcam.gradcam(attention, images, [0, 0, 0])
     assert attention.get_layer("predictions").activation is keras.activations.softmax
     np.testing.assert_allclose(attention.predict(images, verbose=0), before, rtol=1e-6)
     np.testing.assert_allclose(before.sum(axis=1), 1.0, rtol=1e-5)
@@ -123,35 +123,35 @@ def test_gradcam_after_save_and_reload(attention, images, tmp_path):
     attention.save(path)
     reloaded = keras.models.load_model(path)
     assert isinstance(reloaded.get_layer("soft_attention"), ToyAttention)
-    maps = explain.gradcam(reloaded, images, [0, 1, 2])
+    maps = gradcam.gradcam(reloaded, images, [0, 1, 2])
     _check_maps(maps, 3)
-    np.testing.assert_allclose(maps, explain.gradcam(attention, images, [0, 1, 2]), atol=1e-5)
-    _check_maps(explain.gradcam(reloaded, images, [0, 1, 2], plus=True, layer="conv5_block3_out"), 3)
+    np.testing.assert_allclose(maps, gradcam.gradcam(attention, images, [0, 1, 2]), atol=1e-5)
+    _check_maps(gradcam.gradcam(reloaded, images, [0, 1, 2], plus=True, layer="conv5_block3_out"), 3)
 
 
 def test_gradcam_single_image_and_bad_arguments(baseline, images):
-    assert explain.gradcam(baseline, images[0], 1).shape == (1, SIZE, SIZE)
+    assert gradcam.gradcam(baseline, images[0], 1).shape == (1, SIZE, SIZE)
     with pytest.raises(ParameterError, match="2 class indices for 3 images"):
-        explain.gradcam(baseline, images, [0, 1])
-    np.testing.assert_allclose(explain.gradcam(baseline, images, ["akiec", "bcc", "bkl"]),
-                               explain.gradcam(baseline, images, [0, 1, 2]))
+        gradcam.gradcam(baseline, images, [0, 1])
+    np.testing.assert_allclose(gradcam.gradcam(baseline, images, ["akiec", "bcc", "bkl"]),
+                               gradcam.gradcam(baseline, images, [0, 1, 2]))
     with pytest.raises(ParameterError, match="unknown class code"):
-        explain.gradcam(baseline, images, "melanoma")
+        gradcam.gradcam(baseline, images, "melanoma")
     with pytest.raises(ParameterError, match="out of range"):
-        explain.gradcam(baseline, images, 3)
+        gradcam.gradcam(baseline, images, 3)
     with pytest.raises(ParameterError, match="no layer named 'conv9'"):
-        explain.gradcam(baseline, images, 0, layer="conv9")
+        gradcam.gradcam(baseline, images, 0, layer="conv9")
     with pytest.raises(ParameterError, match="feature map"):
-        explain.gradcam(baseline, images, 0, layer="predictions")
+        gradcam.gradcam(baseline, images, 0, layer="predictions")
 
 
 def test_overlay_shape_dtype_and_blending():
     image = np.full((30, 40, 3), 200, dtype=np.uint8)
     heat = np.linspace(0, 1, 12).reshape(3, 4)
-    out = explain.overlay(image, heat)
+    out = gradcam.overlay(image, heat)
     assert out.shape == (30, 40, 3) and out.dtype == np.uint8
-    assert (explain.overlay(image, heat, alpha=0.0) == image).all()
-    full = explain.overlay(image, heat, alpha=1.0)
+    assert (gradcam.overlay(image, heat, alpha=0.0) == image).all()
+    full = gradcam.overlay(image, heat, alpha=1.0)
     assert not (full == image).all()
     assert not np.array_equal(full[0, 0], full[-1, -1])  # low and high ends get different colours
 
@@ -159,9 +159,9 @@ def test_overlay_shape_dtype_and_blending():
 def test_overlay_grayscale_nan_and_bad_input():
     gray = np.zeros((8, 8), dtype=np.uint8)
     heat = np.full((8, 8), np.nan)
-    out = explain.overlay(gray, heat)
+    out = gradcam.overlay(gray, heat)
     assert out.shape == (8, 8, 3) and out.dtype == np.uint8
     with pytest.raises(ParameterError, match="alpha"):
-        explain.overlay(gray, np.zeros((8, 8)), alpha=1.5)
+        gradcam.overlay(gray, np.zeros((8, 8)), alpha=1.5)
     with pytest.raises(ParameterError, match="heatmap"):
-        explain.overlay(gray, np.zeros((2, 8, 8)))
+        gradcam.overlay(gray, np.zeros((2, 8, 8)))

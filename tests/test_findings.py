@@ -5,12 +5,13 @@ import json
 import pandas as pd
 import pytest
 
-from lesionscan import findings, profiles
-from lesionscan.run import Run
+from lesionscan.study import findings
+from lesionscan.core import parameters
+from lesionscan.study.run_folder import Run
 
 
 def _run(tmp_path, profile="smoke", **changes):
-    params = profiles.resolve(profile, changes)
+    params = parameters.resolve(profile, changes)
     params["data_dir"] = str(tmp_path / "data")
     return Run(dir=tmp_path / "run", params=params)
 

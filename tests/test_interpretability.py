@@ -1,12 +1,13 @@
-"""The interpretability chapter's choices and maps, on a tiny run with untrained models."""
+"""The interpretability chapter's choices and maps, on a tiny run with untrained networks."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from lesionscan import evaluate, interpretability
-from lesionscan.classes import CLASSES
-from lesionscan.errors import ParameterError
+from lesionscan.analysis import evaluation
+from lesionscan.study import interpretability
+from lesionscan.core.classes import CLASSES
+from lesionscan.core.errors import ParameterError
 
 
 def _predictions(rows):
@@ -15,7 +16,7 @@ def _predictions(rows):
     for i, (_, _, pred, p) in enumerate(rows):
         probs[i] = (1.0 - p) / (len(CLASSES) - 1)
         probs[i, CLASSES.index(pred)] = p
-    return evaluate.predictions_frame([r[0] for r in rows], [r[1] for r in rows], probs)
+    return evaluation.predictions_frame([r[0] for r in rows], [r[1] for r in rows], probs)
 
 
 def test_examples_are_the_most_confident_correct_then_the_most_confident_mistake():
@@ -46,25 +47,28 @@ def test_a_class_short_of_correct_predictions_shows_more_mistakes():
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """A run on 180 synthetic images at 32 px with untrained models and their test predictions."""
-    from lesionscan import experiment, models, pipeline, profiles, split, synthetic
-    from lesionscan.run import Run
+    from lesionscan.study import experiments
+    from lesionscan.model import networks, pipeline
+    from lesionscan.core import parameters
+    from lesionscan.data import split, synthetic
+    from lesionscan.study.run_folder import Run
 
     root = tmp_path_factory.mktemp("interp")
     data_dir = synthetic.generate(root / "data", n_images=180, size=64, seed=3)
-    params = profiles.resolve("smoke", {"image_size": 32})
+    params = parameters.resolve("smoke", {"image_size": 32})
     params["data_dir"] = str(data_dir)
     run = Run(dir=root / "run", params=params)
-    from lesionscan import data
+    from lesionscan.data import ham10000
 
-    split.write_split(split.make_split(data.load_dataset(data_dir), "seed", seed=0), run.split_path)
-    test = experiment.subsets(run)["test"]
+    split.write_split(split.make_split(ham10000.load_dataset(data_dir), "seed", seed=0), run.split_path)
+    test = experiments.subsets(run)["test"]
     images = pipeline.preprocess(np.stack([pipeline.load_image(p, 32) for p in test["image_path"]]).astype("float32"))
     for kind in ("soft_attention", "baseline"):
-        model = experiment.build(run, kind)
+        model = experiments.build(run, kind)
         run.model_path(kind).parent.mkdir(parents=True, exist_ok=True)
         model.save(run.model_path(kind))
         probs = model.predict(images, verbose=0)
-        frame = evaluate.predictions_frame(test["image_id"].tolist(), test["dx"].tolist(), probs)
+        frame = evaluation.predictions_frame(test["image_id"].tolist(), test["dx"].tolist(), probs)
         run.predictions_path(kind).parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(run.predictions_path(kind), index=False)
     return run
@@ -83,7 +87,7 @@ def test_example_rows_carry_image_mask_and_every_map(tiny_run):
 
 
 def test_maps_by_batch_covers_every_test_image_with_a_mask(tiny_run):
-    from lesionscan import agreement
+    from lesionscan.analysis import agreement
 
     trained = interpretability.load_models(tiny_run)
     parts = list(interpretability.maps_by_batch(tiny_run, trained, batch_size=7, progress=False))
@@ -109,11 +113,11 @@ def test_without_masks_the_examples_remain_and_nothing_is_scored(tiny_run, tmp_p
     import shutil
     from pathlib import Path
 
-    from lesionscan import data
-    from lesionscan.run import Run
+    from lesionscan.data import ham10000
+    from lesionscan.study.run_folder import Run
 
     copy = shutil.copytree(Path(tiny_run.params["data_dir"]), tmp_path / "data")
-    shutil.rmtree(copy / data.MASK_DIR)
+    shutil.rmtree(copy / ham10000.MASK_DIR)
     run = Run(dir=tiny_run.dir, params={**tiny_run.params, "data_dir": str(copy)})
     trained = interpretability.load_models(run)
     assert list(interpretability.maps_by_batch(run, trained, progress=False)) == []

@@ -6,8 +6,8 @@ import pytest
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
-from lesionscan import models  # noqa: E402
-from lesionscan.errors import ParameterError  # noqa: E402
+from lesionscan.model import networks  # noqa: E402
+from lesionscan.core.errors import ParameterError  # noqa: E402
 
 
 def _features(batch=2, size=5, channels=8, seed=0):
@@ -15,7 +15,7 @@ def _features(batch=2, size=5, channels=8, seed=0):
 
 
 def test_attention_output_shapes():
-    layer = models.SoftAttention(heads=3)
+    layer = networks.SoftAttention(heads=3)
     attended, maps = layer(_features())
     assert tuple(attended.shape) == (2, 5, 5, 8)
     assert tuple(maps.shape) == (2, 5, 5, 3)
@@ -23,7 +23,7 @@ def test_attention_output_shapes():
 
 
 def test_each_head_is_a_distribution_over_positions():
-    _, maps = models.SoftAttention(heads=4)(_features(size=6))
+    _, maps = networks.SoftAttention(heads=4)(_features(size=6))
     maps = np.asarray(maps)
     assert (maps >= 0).all()
     np.testing.assert_allclose(maps.sum(axis=(1, 2)), 1.0, rtol=1e-5)
@@ -31,7 +31,7 @@ def test_each_head_is_a_distribution_over_positions():
 
 def test_attended_is_gamma_times_features_times_summed_maps():
     x = _features()
-    layer = models.SoftAttention(heads=2, gamma_init=0.5)
+    layer = networks.SoftAttention(heads=2, gamma_init=0.5)
     attended, maps = layer(x)
     expected = 0.5 * x * np.asarray(maps).sum(axis=-1, keepdims=True)
     np.testing.assert_allclose(np.asarray(attended), expected, rtol=1e-5, atol=1e-6)
@@ -39,7 +39,7 @@ def test_attended_is_gamma_times_features_times_summed_maps():
 
 
 def test_gradients_reach_gamma_and_kernel():
-    layer = models.SoftAttention(heads=2)
+    layer = networks.SoftAttention(heads=2)
     x = tf.constant(_features())
     layer(x)
     with tf.GradientTape() as tape:
@@ -53,15 +53,15 @@ def test_gradients_reach_gamma_and_kernel():
 
 
 def test_attention_config_round_trip():
-    layer = models.SoftAttention(heads=5, gamma_init=0.25, kernel_size=1, name="att")
-    clone = models.SoftAttention.from_config(layer.get_config())
+    layer = networks.SoftAttention(heads=5, gamma_init=0.25, kernel_size=1, name="att")
+    clone = networks.SoftAttention.from_config(layer.get_config())
     assert (clone.heads, clone.gamma_init, clone.kernel_size, clone.name) == (5, 0.25, 1, "att")
-    assert keras.saving.get_registered_name(models.SoftAttention) == "lesionscan>SoftAttention"
+    assert keras.saving.get_registered_name(networks.SoftAttention) == "lesionscan>SoftAttention"
 
 
 def test_attention_rejects_zero_heads():
     with pytest.raises(ParameterError, match="attention_heads"):
-        models.SoftAttention(heads=0)
+        networks.SoftAttention(heads=0)
 
 
 @pytest.fixture(scope="module")
@@ -72,13 +72,13 @@ def images():
 @pytest.fixture(scope="module")
 def sa_model():
     keras.utils.set_random_seed(0)
-    return models.build_model("soft_attention", image_size=64, attention_heads=4, gamma_init=0.7)
+    return networks.build_model("soft_attention", image_size=64, attention_heads=4, gamma_init=0.7)
 
 
 @pytest.fixture(scope="module")
 def baseline_model():
     keras.utils.set_random_seed(0)
-    return models.build_model("baseline", image_size=64)
+    return networks.build_model("baseline", image_size=64)
 
 
 def test_models_build_flat_with_named_layers(sa_model, baseline_model):
@@ -87,7 +87,7 @@ def test_models_build_flat_with_named_layers(sa_model, baseline_model):
         assert "conv5_block3_out" in names and "conv1_conv" in names  # ResNet50 flat, not nested
         assert not any(isinstance(layer, keras.Model) for layer in model.layers)
         assert model.output_shape == (None, 7)
-        assert len(models.backbone_layers(model)) == names.index("conv5_block3_out")
+        assert len(networks.backbone_layers(model)) == names.index("conv5_block3_out")
     assert sa_model.name == "soft_attention" and baseline_model.name == "baseline"
     assert "soft_attention" in [layer.name for layer in sa_model.layers]
     assert sa_model.get_layer("attended_features").output.shape == (None, 2, 2, 2048)
@@ -98,7 +98,7 @@ def test_models_build_flat_with_named_layers(sa_model, baseline_model):
 
 def test_unknown_kind_is_a_parameter_error():
     with pytest.raises(ParameterError, match="baseline, soft_attention"):
-        models.build_model("vgg", image_size=64)
+        networks.build_model("vgg", image_size=64)
 
 
 @pytest.mark.parametrize("which", ["sa", "baseline"])
@@ -106,40 +106,40 @@ def test_save_and_reload_predict_identically(which, sa_model, baseline_model, im
     model = sa_model if which == "sa" else baseline_model
     path = tmp_path / "model.keras"
     model.save(path)
-    reloaded = models.load_model(path)
+    reloaded = networks.load_model(path)
     assert reloaded.name == model.name
     np.testing.assert_array_equal(model.predict(images, verbose=0), reloaded.predict(images, verbose=0))
-    assert len(models.backbone_layers(reloaded)) == len(models.backbone_layers(model))
+    assert len(networks.backbone_layers(reloaded)) == len(networks.backbone_layers(model))
     if which == "sa":
         assert float(reloaded.get_layer("soft_attention").gamma.numpy()) == pytest.approx(0.7)
-        np.testing.assert_allclose(models.attention_maps(reloaded, images), models.attention_maps(model, images),
+        np.testing.assert_allclose(networks.attention_maps(reloaded, images), networks.attention_maps(model, images),
                                    rtol=1e-6)
 
 
 def test_attention_maps_shape_and_upsampling(sa_model, images):
-    maps = models.attention_maps(sa_model, images)
+    maps = networks.attention_maps(sa_model, images)
     assert maps.shape == (3, 2, 2)
     np.testing.assert_allclose(maps.sum(axis=(1, 2)), 4.0, rtol=1e-5)  # K heads, each sums to 1
-    up = models.attention_maps(sa_model, images, upsample_to=(64, 48))
+    up = networks.attention_maps(sa_model, images, upsample_to=(64, 48))
     assert up.shape == (3, 64, 48) and up.dtype == np.float32
     assert up.min() >= maps.min() - 1e-6 and up.max() <= maps.max() + 1e-6  # bilinear stays within range
 
 
 def test_attention_maps_need_the_attention_model(baseline_model, images):
     with pytest.raises(ParameterError, match="soft-attention"):
-        models.attention_maps(baseline_model, images)
+        networks.attention_maps(baseline_model, images)
 
 
 def test_missing_weights_file_is_a_parameter_error(tmp_path):
     with pytest.raises(ParameterError, match="weights=none"):
-        models.build_model("baseline", image_size=64, weights=str(tmp_path / "nope.h5"))
+        networks.build_model("baseline", image_size=64, weights=str(tmp_path / "nope.h5"))
 
 
 def test_weights_file_is_loaded(baseline_model, tmp_path):
     backbone = keras.Model(baseline_model.inputs, baseline_model.get_layer("conv5_block3_out").output)
     path = tmp_path / "resnet50_notop.weights.h5"
     backbone.save_weights(path)
-    model = models.build_model("baseline", image_size=64, weights=str(path))
+    model = networks.build_model("baseline", image_size=64, weights=str(path))
     np.testing.assert_array_equal(model.get_layer("conv1_conv").kernel.numpy(),
                                   baseline_model.get_layer("conv1_conv").kernel.numpy())
 
@@ -148,7 +148,7 @@ def test_unreadable_weights_file_is_a_parameter_error(tmp_path):
     path = tmp_path / "bad.weights.h5"
     path.write_text("not hdf5")
     with pytest.raises(ParameterError, match="could not load"):
-        models.build_model("baseline", image_size=64, weights=str(path))
+        networks.build_model("baseline", image_size=64, weights=str(path))
 
 
 def test_imagenet_offline_is_a_parameter_error(monkeypatch):
@@ -159,21 +159,21 @@ def test_imagenet_offline_is_a_parameter_error(monkeypatch):
 
     monkeypatch.setattr(resnet.file_utils, "get_file", offline)
     with pytest.raises(ParameterError) as info:
-        models.build_model("soft_attention", image_size=64, weights="imagenet")
+        networks.build_model("soft_attention", image_size=64, weights="imagenet")
     assert "--set weights=PATH" in str(info.value) and "--set weights=none" in str(info.value)
 
 
 def test_load_model_rejects_other_files(tmp_path):
     with pytest.raises(ParameterError, match="no such file"):
-        models.load_model(tmp_path / "missing.keras")
+        networks.load_model(tmp_path / "missing.keras")
     junk = tmp_path / "junk.keras"
     junk.write_text("junk")
     with pytest.raises(ParameterError, match="could not load"):
-        models.load_model(junk)
+        networks.load_model(junk)
     other = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)], name="other")
     other.save(tmp_path / "other.keras")
     with pytest.raises(ParameterError, match="not a LesionScan model"):
-        models.load_model(tmp_path / "other.keras")
+        networks.load_model(tmp_path / "other.keras")
 
 
 # --- the public-code attention, class attention, and every kind end to end ---------------------------------
@@ -198,7 +198,7 @@ def _public_scores_by_hand(x, kernel, bias):
 @pytest.mark.parametrize("shape", [(2, 5, 6, 8), (1, 9, 9, 4), (2, 3, 3, 16)])
 def test_public_attention_computes_the_public_convolution(shape):
     x = np.random.default_rng(2).normal(size=shape).astype("float32")
-    layer = models.SoftAttentionPublic(heads=3)
+    layer = networks.SoftAttentionPublic(heads=3)
     layer(x)
     np.testing.assert_allclose(np.asarray(layer.scores(x)),
                                _public_scores_by_hand(x, layer.kernel.numpy(), layer.bias.numpy()),
@@ -207,7 +207,7 @@ def test_public_attention_computes_the_public_convolution(shape):
 
 def test_public_attention_reads_three_channels_and_has_no_gamma():
     x = _features(channels=8)
-    layer = models.SoftAttentionPublic(heads=2)
+    layer = networks.SoftAttentionPublic(heads=2)
     attended, maps = layer(x)
     maps = np.asarray(maps)
     other = x.copy()
@@ -222,7 +222,7 @@ def test_public_attention_reads_three_channels_and_has_no_gamma():
 
 def test_class_attention_pools_features_under_each_class_map():
     x = _features(channels=8)
-    layer = models.ClassAttention(classes=3)
+    layer = networks.ClassAttention(classes=3)
     pooled, maps = layer(x)
     maps = np.asarray(maps)
     assert tuple(pooled.shape) == (2, 3, 8) and maps.shape == (2, 5, 5, 3)
@@ -234,16 +234,16 @@ def test_class_attention_pools_features_under_each_class_map():
 
 def test_class_wise_dense_reads_each_class_vector():
     z = np.random.default_rng(3).normal(size=(2, 3, 8)).astype("float32")
-    layer = models.ClassWiseDense(activation="linear", kernel_regularizer=keras.regularizers.L2(0.1))
+    layer = networks.ClassWiseDense(activation="linear", kernel_regularizer=keras.regularizers.L2(0.1))
     logits = np.asarray(layer(z))
     expected = (z * layer.kernel.numpy()).sum(axis=-1) + layer.bias.numpy()
     np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-6)
     assert len(layer.losses) == 1  # the L2 penalty
-    probs = np.asarray(models.ClassWiseDense()(z))
+    probs = np.asarray(networks.ClassWiseDense()(z))
     np.testing.assert_allclose(probs.sum(axis=-1), 1.0, rtol=1e-5)
 
 
-@pytest.mark.parametrize("make", [lambda: models.SoftAttentionPublic(heads=2), lambda: models.ClassAttention(classes=3)],
+@pytest.mark.parametrize("make", [lambda: networks.SoftAttentionPublic(heads=2), lambda: networks.ClassAttention(classes=3)],
                          ids=["public", "class"])
 def test_gradients_reach_the_attention_convolution(make):
     keras.utils.set_random_seed(0)
@@ -261,9 +261,9 @@ def test_gradients_reach_the_attention_convolution(make):
 
 def test_custom_layer_configs_round_trip():
     layers = [
-        models.SoftAttentionPublic(heads=5, kernel_initializer="zeros", name="pub"),
-        models.ClassAttention(classes=4, kernel_size=1, name="cls"),
-        models.ClassWiseDense(activation="linear", kernel_regularizer=keras.regularizers.L2(0.01), name="cwd"),
+        networks.SoftAttentionPublic(heads=5, kernel_initializer="zeros", name="pub"),
+        networks.ClassAttention(classes=4, kernel_size=1, name="cls"),
+        networks.ClassWiseDense(activation="linear", kernel_regularizer=keras.regularizers.L2(0.01), name="cwd"),
     ]
     for layer in layers:
         config = layer.get_config()
@@ -286,15 +286,15 @@ EXPECTED_ATTENTION = {
 
 
 def test_kinds_are_listed():
-    assert set(models.KINDS) == set(EXPECTED_ATTENTION) and models.KINDS[:2] == ("baseline", "soft_attention")
+    assert set(networks.KINDS) == set(EXPECTED_ATTENTION) and networks.KINDS[:2] == ("baseline", "soft_attention")
 
 
-@pytest.fixture(scope="module", params=models.KINDS)
+@pytest.fixture(scope="module", params=networks.KINDS)
 def trained(request, images, tmp_path_factory):
     """One model per kind at 64 px: its weights before and after one training step, and a reloaded copy."""
     kind = request.param
     keras.utils.set_random_seed(0)
-    model = models.build_model(kind, image_size=64, attention_heads=3, gamma_init=0.7)
+    model = networks.build_model(kind, image_size=64, attention_heads=3, gamma_init=0.7)
     before = {f"{layer.name}/{w.name}": w.numpy().copy() for layer in model.layers
               if layer.name in EXPECTED_ATTENTION[kind] or layer.name == "predictions" for w in layer.weights}
     # eagerly: tracing ResNet50's training step costs ~20 s on 2 cores, one eager step ~3 s
@@ -302,17 +302,17 @@ def trained(request, images, tmp_path_factory):
     loss = model.train_on_batch(images, np.eye(7, dtype="float32")[[0, 3, 6]])
     path = tmp_path_factory.mktemp(kind) / f"{kind}.keras"
     model.save(path)
-    return kind, model, models.load_model(path), before, float(np.asarray(loss).ravel()[0])
+    return kind, model, networks.load_model(path), before, float(np.asarray(loss).ravel()[0])
 
 
 def test_every_kind_is_flat_and_trains_its_attention(trained, baseline_model):
     kind, model, _, before, loss = trained
     assert model.name == kind and model.output_shape == (None, 7) and np.isfinite(loss)
     assert not any(isinstance(layer, keras.Model) for layer in model.layers)
-    backbone = [layer.name for layer in models.backbone_layers(model)]
-    assert backbone == [layer.name for layer in models.backbone_layers(baseline_model)]  # same layers unfreeze
-    assert not set(models.attention_layers(model)) & set(backbone)
-    assert set(models.attention_layers(model)) == set(EXPECTED_ATTENTION[kind])
+    backbone = [layer.name for layer in networks.backbone_layers(model)]
+    assert backbone == [layer.name for layer in networks.backbone_layers(baseline_model)]  # same layers unfreeze
+    assert not set(networks.attention_layers(model)) & set(backbone)
+    assert set(networks.attention_layers(model)) == set(EXPECTED_ATTENTION[kind])
     for key, value in before.items():  # one Adam step moved every attention weight (gamma, kernel, bias)
         layer_name, weight_name = key.split("/")
         after = next(w for w in model.get_layer(layer_name).weights if w.name == weight_name).numpy()
@@ -325,8 +325,8 @@ def test_every_kind_round_trips(trained, images):
     kind, model, reloaded, _, _ = trained
     assert reloaded.name == kind
     np.testing.assert_array_equal(model(images, training=False), reloaded(images, training=False))
-    assert ([layer.name for layer in models.backbone_layers(reloaded)]
-            == [layer.name for layer in models.backbone_layers(model)])
+    assert ([layer.name for layer in networks.backbone_layers(reloaded)]
+            == [layer.name for layer in networks.backbone_layers(model)])
     for layer in reloaded.layers:
         if layer.name in EXPECTED_ATTENTION[kind] or layer.name == "predictions":
             assert type(layer) is type(model.get_layer(layer.name))
@@ -338,7 +338,7 @@ def test_every_kind_round_trips(trained, images):
 def test_every_attention_head_is_a_distribution_over_positions(trained, images):
     kind, _, reloaded, _, _ = trained
     for name, shape in EXPECTED_ATTENTION[kind].items():
-        heads = models.attention_heads(reloaded, images, layer=name)
+        heads = networks.attention_heads(reloaded, images, layer=name)
         assert heads.shape == (3, *shape)
         assert (heads >= 0).all()
         np.testing.assert_allclose(heads.sum(axis=(1, 2)), 1.0, rtol=1e-5)
@@ -348,41 +348,41 @@ def test_attention_maps_of_every_kind(trained, images):
     kind, _, reloaded, _, _ = trained
     if kind == "baseline":
         with pytest.raises(ParameterError, match="soft-attention"):
-            models.attention_maps(reloaded, images)
+            networks.attention_maps(reloaded, images)
         return
-    maps = models.attention_maps(reloaded, images, upsample_to=(16, 16))
+    maps = networks.attention_maps(reloaded, images, upsample_to=(16, 16))
     assert maps.shape == (3, 16, 16)
-    maps = models.attention_maps(reloaded, images)
+    maps = networks.attention_maps(reloaded, images)
     assert maps.shape == (3, 2, 2)
     if kind == "class_attention":  # the predicted class's map, or a chosen class's
-        heads = models.attention_heads(reloaded, images)
+        heads = networks.attention_heads(reloaded, images)
         predicted = reloaded.predict(images, verbose=0).argmax(axis=-1)
         np.testing.assert_allclose(maps, heads[np.arange(3), :, :, predicted], rtol=1e-6)
-        np.testing.assert_allclose(models.attention_maps(reloaded, images, class_index=4), heads[..., 4], rtol=1e-6)
+        np.testing.assert_allclose(networks.attention_maps(reloaded, images, class_index=4), heads[..., 4], rtol=1e-6)
         with pytest.raises(ParameterError, match="class_index"):
-            models.attention_maps(reloaded, images, class_index=7)
+            networks.attention_maps(reloaded, images, class_index=7)
     else:  # the sum over the K = 3 heads of the last stage
         np.testing.assert_allclose(maps.sum(axis=(1, 2)), 3.0, rtol=1e-5)
     if kind == "multiscale":
-        assert models.attention_maps(reloaded, images, layer="soft_attention_stage4").shape == (3, 4, 4)
+        assert networks.attention_maps(reloaded, images, layer="soft_attention_stage4").shape == (3, 4, 4)
         with pytest.raises(ParameterError, match="no attention layer"):
-            models.attention_maps(reloaded, images, layer="gap")
+            networks.attention_maps(reloaded, images, layer="gap")
 
 
 def test_grad_cam_works_on_every_kind(trained, images):
-    from lesionscan import explain
+    from lesionscan.explain import gradcam
 
     kind, _, reloaded, _, _ = trained
     expected = "conv5_block3_out" if kind in ("baseline", "class_attention") else "soft_attention"
-    assert explain.default_layer(reloaded) == expected
-    cams = explain.gradcam(reloaded, images[:2], [0, 5])
+    assert gradcam.default_layer(reloaded) == expected
+    cams = gradcam.gradcam(reloaded, images[:2], [0, 5])
     assert cams.shape == (2, 64, 64) and np.isfinite(cams).all()
 
 
 def test_parameter_counts_of_every_kind():
-    table = models.parameter_counts(image_size=32, attention_heads=2)
+    table = networks.parameter_counts(image_size=32, attention_heads=2)
     assert list(table.columns) == ["kind", "parameters", "trainable", "beyond_baseline"]
-    assert tuple(table["kind"]) == models.KINDS
+    assert tuple(table["kind"]) == networks.KINDS
     extra = dict(zip(table["kind"], table["beyond_baseline"]))
     sa4, sa5 = 3 * 3 * 1024 * 2 + 2 + 1, 3 * 3 * 2048 * 2 + 2 + 1  # kernel, biases, gamma
     assert extra == {

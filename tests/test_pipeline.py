@@ -7,8 +7,8 @@ from PIL import Image
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
-from lesionscan import pipeline  # noqa: E402
-from lesionscan.errors import DataError, ParameterError  # noqa: E402
+from lesionscan.model import pipeline  # noqa: E402
+from lesionscan.core.errors import DataError, ParameterError  # noqa: E402
 
 LABELS = [0, 0, 0, 0, 0, 0, 1, 1, 2, 4]
 

@@ -13,8 +13,9 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from lesionscan import evaluate, plots  # noqa: E402
-from lesionscan.classes import CLASSES, label  # noqa: E402
+from lesionscan.analysis import evaluation  # noqa: E402
+from lesionscan.figures import plots  # noqa: E402
+from lesionscan.core.classes import CLASSES, label  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +38,7 @@ def pred():
     for row, dx in enumerate(y):
         probs[row, CLASSES.index(dx)] = 0.7
     probs[0, CLASSES.index("mel")], probs[0, CLASSES.index("nv")] = 0.05, 0.7
-    return evaluate.predictions_frame(range(12), y, probs)
+    return evaluation.predictions_frame(range(12), y, probs)
 
 
 def _render(fig):
@@ -127,7 +128,7 @@ def test_training_curves_single_phase_and_missing_validation():
 
 
 def test_confusion_matrix_counts_normalised_and_both(pred):
-    counts, shares = evaluate.confusion(pred), evaluate.confusion(pred, normalize=True)
+    counts, shares = evaluation.confusion(pred), evaluation.confusion(pred, normalize=True)
     fig = _render(plots.confusion_matrix(counts))
     assert isinstance(fig, Figure)
     assert len(fig.axes) == 2  # matrix + colour bar
@@ -152,12 +153,12 @@ def test_roc_curves(pred):
 
 
 def test_metric_comparison(pred):
-    m = evaluate.compute_metrics(pred)
-    table = evaluate.comparison_table({"baseline": m, "soft_attention": m})
+    m = evaluation.compute_metrics(pred)
+    table = evaluation.comparison_table({"baseline": m, "soft_attention": m})
     fig = _render(plots.metric_comparison(table))
     assert isinstance(fig, Figure)
     summary, per_class = fig.axes
-    assert len(summary.patches) == 2 * len(evaluate.SUMMARY_METRICS)
+    assert len(summary.patches) == 2 * len(evaluation.SUMMARY_METRICS)
     assert len(per_class.patches) == 2 * len(CLASSES)
     only_summary = _render(plots.metric_comparison(table.set_index("metric").loc[["accuracy", "f1_macro"]]))
     assert len(only_summary.axes) == 1 and len(only_summary.axes[0].patches) == 4

@@ -9,8 +9,9 @@ import nbformat
 import pytest
 import yaml
 
-from lesionscan import book_ext, cli, publish, study
-from lesionscan.errors import LesionScanError
+from lesionscan import cli
+from lesionscan.study import book_ext, publish, runner
+from lesionscan.core.errors import LesionScanError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -112,7 +113,7 @@ def test_a_failed_copy_leaves_the_previous_output_alone(tmp_path, monkeypatch):
 
 def test_cli_publishes_after_the_study(tmp_path, monkeypatch, capsys):
     html = fake_html(tmp_path / "artifacts" / "smoke" / "_build" / "html")
-    monkeypatch.setattr(study, "run_study", lambda **kwargs: html / "index.html")
+    monkeypatch.setattr(runner, "run_study", lambda **kwargs: html / "index.html")
     target = tmp_path / "public"
     assert cli.main(["study", "--html-dir", str(target)]) == 0
     assert (target / "index.html").is_file()
@@ -123,7 +124,7 @@ def test_cli_refuses_a_foreign_folder_before_running_the_study(tmp_path, monkeyp
     def must_not_run(**kwargs):
         raise AssertionError("the study ran although --html-dir was refused")
 
-    monkeypatch.setattr(study, "run_study", must_not_run)
+    monkeypatch.setattr(runner, "run_study", must_not_run)
     target = tmp_path / "docs"
     target.mkdir()
     (target / "notes.txt").write_text("mine")
@@ -153,7 +154,7 @@ def test_every_citation_in_the_pages_is_in_the_bibliography():
 
 
 def test_the_staged_book_gets_the_bibliography(tmp_path):
-    study._stage_book(ROOT, tmp_path / "stage")
+    runner._stage_book(ROOT, tmp_path / "stage")
     assert (tmp_path / "stage" / "references.bib").read_text() == (ROOT / "references.bib").read_text()
 
 
@@ -171,7 +172,7 @@ def test_launch_buttons_point_at_the_repository_sources():
 def test_colab_notebooks_start_by_installing_the_package(tmp_path):
     install = "lesionscan @ git+https://github.com/org/repo@main"
     written = publish.export_colab_notebooks(ROOT, tmp_path, install)
-    assert [p.stem for p in written] == list(study.CHAPTERS)
+    assert [p.stem for p in written] == list(runner.CHAPTERS)
     for path in written:
         notebook = nbformat.read(path, as_version=4)
         nbformat.validate(notebook)

@@ -1,10 +1,11 @@
 """The reproducibility appendix is generated from the manifest: every value on it comes from the run."""
 
-from lesionscan import profiles, reproducibility
+from lesionscan.core import parameters
+from lesionscan.study import reproducibility
 
 
 def _manifest(profile="cpu", **changes):
-    params = profiles.resolve(profile, {k: v for k, v in changes.items()})
+    params = parameters.resolve(profile, {k: v for k, v in changes.items()})
     params["data_dir"] = "/data/ham10000"
     if profile != "smoke":
         params["data"] = "directory"
@@ -38,7 +39,7 @@ def test_a_rerun_command_resolves_to_the_same_parameters():
     manifest = _manifest(epochs=3, attention_heads=1, label_smoothing=0.0, ablation_models="")
     words = reproducibility.rerun_command(manifest).split()
     sets = [words[i + 1] for i, word in enumerate(words) if word == "--set"]
-    again = profiles.resolve("cpu", sets)
+    again = parameters.resolve("cpu", sets)
     for name, value in manifest["parameters"].items():
         if name not in ("data", "data_dir"):
             assert again[name] == value, name

@@ -15,8 +15,9 @@ from matplotlib.figure import Figure  # noqa: E402
 from scipy import stats as sps  # noqa: E402
 from sklearn.calibration import calibration_curve  # noqa: E402
 
-from lesionscan import evaluate, plots, report, stats  # noqa: E402
-from lesionscan.classes import CLASSES  # noqa: E402
+from lesionscan.analysis import evaluation, reported, resampling  # noqa: E402
+from lesionscan.figures import plots  # noqa: E402
+from lesionscan.core.classes import CLASSES  # noqa: E402
 
 MEL, NV = CLASSES.index("mel"), CLASSES.index("nv")
 
@@ -28,7 +29,7 @@ def _frame(y_true, top, confidence):
     for i, (dx, p) in enumerate(zip(top, confidence)):
         probs[i] = (1.0 - p) / (len(CLASSES) - 1)
         probs[i, CLASSES.index(dx)] = p
-    return evaluate.predictions_frame([f"i{i}" for i in range(len(y_true))], y_true, probs)
+    return evaluation.predictions_frame([f"i{i}" for i in range(len(y_true))], y_true, probs)
 
 
 def _mel_frame(positive_scores, negative_scores):
@@ -38,7 +39,7 @@ def _mel_frame(positive_scores, negative_scores):
     probs[:, MEL] = scores
     probs[:, NV] = 1.0 - np.asarray(scores)
     y = ["mel"] * len(positive_scores) + ["nv"] * len(negative_scores)
-    return evaluate.predictions_frame([f"i{i}" for i in range(len(y))], y, probs)
+    return evaluation.predictions_frame([f"i{i}" for i in range(len(y))], y, probs)
 
 
 def _random_frame(seed, supports, skill=1.0, decimals=None):
@@ -54,7 +55,7 @@ def _random_frame(seed, supports, skill=1.0, decimals=None):
         probs[:, -1] = 1.0 - probs[:, :-1].sum(axis=1)
         probs = np.clip(probs, 0, None)
         probs /= probs.sum(axis=1, keepdims=True)
-    return evaluate.predictions_frame([f"i{i}" for i in range(len(y))], y, probs)
+    return evaluation.predictions_frame([f"i{i}" for i in range(len(y))], y, probs)
 
 
 @pytest.fixture(autouse=True)
@@ -82,7 +83,7 @@ def calibration_case():
 
 
 def test_reliability_table_by_hand(calibration_case):
-    table = stats.reliability_table(calibration_case, n_bins=5)
+    table = resampling.reliability_table(calibration_case, n_bins=5)
     assert table["n"].tolist() == [0, 0, 1, 1, 2]
     np.testing.assert_allclose(table["low"], [0, .2, .4, .6, .8])
     np.testing.assert_allclose(table["confidence"].iloc[2:], [.5, .7, .9])
@@ -92,15 +93,15 @@ def test_reliability_table_by_hand(calibration_case):
 
 
 def test_ece_by_hand(calibration_case):
-    assert stats.expected_calibration_error(calibration_case, n_bins=5) == pytest.approx(0.5)
+    assert resampling.expected_calibration_error(calibration_case, n_bins=5) == pytest.approx(0.5)
     # one bin: |mean accuracy - mean confidence| = |.5 - .75|
-    assert stats.expected_calibration_error(calibration_case, n_bins=1) == pytest.approx(0.25)
+    assert resampling.expected_calibration_error(calibration_case, n_bins=1) == pytest.approx(0.25)
 
 
 def test_calibration_bins_match_scikit_learn():
     """Bins are (low, high] as in calibration_curve: a confidence of exactly .4 or .6 goes to the lower bin."""
     pred = _frame(["mel"] * 6, ["mel", "mel", "mel", "nv", "mel", "mel"], [0.4, 0.6, 0.41, 0.6, 1.0, 0.8])
-    table = stats.reliability_table(pred, n_bins=5)
+    table = resampling.reliability_table(pred, n_bins=5)
     assert table["n"].tolist() == [0, 1, 3, 1, 1]
     conf = pred[[f"p_{dx}" for dx in CLASSES]].max(axis=1)
     correct = pred["pred"] == pred["dx"]
@@ -111,8 +112,8 @@ def test_calibration_bins_match_scikit_learn():
 
 
 def test_perfectly_calibrated_and_all_wrong():
-    assert stats.expected_calibration_error(_frame(["mel", "nv"], ["mel", "nv"], [1.0, 1.0])) == 0.0
-    assert stats.expected_calibration_error(_frame(["mel", "nv"], ["nv", "mel"], [0.8, 0.6])) == pytest.approx(0.7)
+    assert resampling.expected_calibration_error(_frame(["mel", "nv"], ["mel", "nv"], [1.0, 1.0])) == 0.0
+    assert resampling.expected_calibration_error(_frame(["mel", "nv"], ["nv", "mel"], [0.8, 0.6])) == pytest.approx(0.7)
 
 
 # --------------------------------------------------------------------------------------------- melanoma
@@ -126,7 +127,7 @@ def test_melanoma_sensitivity_at_specificity_by_hand():
     Specificity >= .6 allows two (.8, .4): threshold .3 -> 3/4.
     """
     pred = _mel_frame([0.9, 0.7, 0.3, 0.15], [0.8, 0.4, 0.2, 0.1, 0.05])
-    table = stats.melanoma_sensitivity_at_specificity(pred, (0.8, 0.9, 0.6))
+    table = resampling.melanoma_sensitivity_at_specificity(pred, (0.8, 0.9, 0.6))
     np.testing.assert_allclose(table["sensitivity"], [0.5, 0.25, 0.75])
     np.testing.assert_allclose(table["threshold"], [0.7, 0.9, 0.3])
     np.testing.assert_allclose(table["specificity"], [0.8, 1.0, 0.6])
@@ -135,7 +136,7 @@ def test_melanoma_sensitivity_at_specificity_by_hand():
 def test_melanoma_specificity_exactly_reached_counts():
     """Ten nevi, one above every melanoma: specificity 9/10 = .9 reaches the .9 target despite rounding."""
     pred = _mel_frame([0.6, 0.5], [0.9] + [0.1] * 9)
-    table = stats.melanoma_sensitivity_at_specificity(pred, (0.9,))
+    table = resampling.melanoma_sensitivity_at_specificity(pred, (0.9,))
     assert table["sensitivity"].iloc[0] == 1.0
     assert table["specificity"].iloc[0] == pytest.approx(0.9)
 
@@ -144,20 +145,20 @@ def test_melanoma_table_puts_each_models_sensitivity_beside_its_interval():
     pred = _mel_frame([0.9, 0.7, 0.3, 0.15], [0.8, 0.4, 0.2, 0.1, 0.05])
     worse = _mel_frame([0.1, 0.7, 0.3, 0.15], [0.8, 0.4, 0.2, 0.1, 0.95])
     preds = {"a": pred, "b": worse}
-    intervals = {name: stats.bootstrap_metrics(frame, n_resamples=200, seed=0) for name, frame in preds.items()}
-    table = stats.melanoma_table(preds, intervals)
+    intervals = {name: resampling.bootstrap_metrics(frame, n_resamples=200, seed=0) for name, frame in preds.items()}
+    table = resampling.melanoma_table(preds, intervals)
     assert table["model"].tolist() == ["a", "a", "b", "b"]
     assert (table["melanomas"] == 4).all()
     np.testing.assert_allclose(table.loc[table["model"] == "a", "sensitivity"], [0.5, 0.25])
     assert (table["low"] <= table["sensitivity"]).all() and (table["sensitivity"] <= table["high"]).all()
     assert table.loc[table["model"] == "b", "sensitivity"].max() < 0.5
     with pytest.raises(KeyError, match="mel_sensitivity_at_spec95"):
-        stats.melanoma_table(preds, intervals, specificities=(0.95,))
+        resampling.melanoma_table(preds, intervals, specificities=(0.95,))
 
 
 def test_melanoma_sensitivity_undefined_without_melanoma():
     pred = _frame(["nv", "bcc"], ["nv", "bcc"], [0.9, 0.9])
-    assert stats.melanoma_sensitivity_at_specificity(pred)["sensitivity"].isna().all()
+    assert resampling.melanoma_sensitivity_at_specificity(pred)["sensitivity"].isna().all()
 
 
 # --------------------------------------------------------------------------------------------- bootstrap engine
@@ -169,22 +170,22 @@ def test_weighted_auc_by_hand():
     scores = np.array([0.7, 0.3, 0.1, 0.4])
     positive = np.array([True, True, False, False])
     w = np.array([[2.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]])
-    np.testing.assert_allclose(stats._weighted_auc(w, positive, scores), [5 / 6, 3 / 4])
-    tied = stats._weighted_auc(np.ones((1, 2)), np.array([True, False]), np.array([0.4, 0.4]))
+    np.testing.assert_allclose(resampling._weighted_auc(w, positive, scores), [5 / 6, 3 / 4])
+    tied = resampling._weighted_auc(np.ones((1, 2)), np.array([True, False]), np.array([0.4, 0.4]))
     assert tied[0] == pytest.approx(0.5)
-    assert np.isnan(stats._weighted_auc(np.array([[1.0, 0.0]]), np.array([True, False]), np.array([.5, .2])))[0]
+    assert np.isnan(resampling._weighted_auc(np.array([[1.0, 0.0]]), np.array([True, False]), np.array([.5, .2])))[0]
 
 
 def test_resampled_metrics_equal_scikit_learn_on_materialised_resamples():
     """The vectorised metrics of a resample equal evaluate/scikit-learn on that resample written out as a frame,
     with tied scores, a one-image class (df) and a class absent from the test set (vasc)."""
     pred = _random_frame(3, {"akiec": 5, "bcc": 4, "bkl": 8, "df": 1, "mel": 6, "nv": 30}, skill=0.8, decimals=1)
-    data = stats._arrays(pred)
-    counts = stats._stratified_counts(data.y_true, 15, seed=7)
-    resampled = stats._resampled_metrics(data, np.vstack([np.ones(data.n), counts]))
+    data = resampling._arrays(pred)
+    counts = resampling._stratified_counts(data.y_true, 15, seed=7)
+    resampled = resampling._resampled_metrics(data, np.vstack([np.ones(data.n), counts]))
     for r, row in enumerate(np.vstack([np.ones(data.n), counts])):
         frame = pred.iloc[np.repeat(np.arange(data.n), row.astype(int))].reset_index(drop=True)
-        expected = stats.point_metrics(frame)
+        expected = resampling.point_metrics(frame)
         assert set(expected) == set(resampled)
         for name, value in expected.items():
             assert resampled[name][r] == pytest.approx(value, abs=1e-12, nan_ok=True), (name, r)
@@ -192,8 +193,8 @@ def test_resampled_metrics_equal_scikit_learn_on_materialised_resamples():
 
 def test_stratification_keeps_class_supports():
     pred = _random_frame(0, {"akiec": 3, "df": 1, "mel": 5, "nv": 20})
-    data = stats._arrays(pred)
-    counts = stats._stratified_counts(data.y_true, 50, seed=1)
+    data = resampling._arrays(pred)
+    counts = resampling._stratified_counts(data.y_true, 50, seed=1)
     for k in np.unique(data.y_true):
         members = data.y_true == k
         assert (counts[:, members].sum(axis=1) == members.sum()).all()
@@ -204,9 +205,9 @@ def test_stratification_keeps_class_supports():
 
 def test_bootstrap_is_deterministic_from_the_seed():
     pred = _random_frame(1, {"bcc": 6, "mel": 8, "nv": 25})
-    a = stats.bootstrap_metrics(pred, n_resamples=200, seed=5)
-    pd.testing.assert_frame_equal(a, stats.bootstrap_metrics(pred, n_resamples=200, seed=5))
-    c = stats.bootstrap_metrics(pred, n_resamples=200, seed=6)
+    a = resampling.bootstrap_metrics(pred, n_resamples=200, seed=5)
+    pd.testing.assert_frame_equal(a, resampling.bootstrap_metrics(pred, n_resamples=200, seed=5))
+    c = resampling.bootstrap_metrics(pred, n_resamples=200, seed=6)
     assert not np.allclose(a["low"], c["low"])
     pd.testing.assert_series_equal(a["value"], c["value"])  # the point values do not depend on the seed
 
@@ -216,9 +217,9 @@ def test_bootstrap_rows_and_degenerate_classes():
     pred = _frame(["bcc", "bcc", "df", "mel", "mel", "nv", "nv", "nv"],
                   ["nv", "mel", "df", "mel", "nv", "nv", "nv", "mel"],
                   [0.6, 0.5, 0.9, 0.8, 0.55, 0.9, 0.7, 0.6])
-    table = stats.bootstrap_metrics(pred, n_resamples=100, seed=0).set_index("metric")
+    table = resampling.bootstrap_metrics(pred, n_resamples=100, seed=0).set_index("metric")
     metrics = set(table.index)
-    assert set(evaluate.SUMMARY_METRICS) <= metrics
+    assert set(evaluation.SUMMARY_METRICS) <= metrics
     assert {"f1_bcc", "f1_df", "f1_mel", "f1_nv", "roc_auc_df", "ece",
             "mel_sensitivity_at_spec80", "mel_sensitivity_at_spec90"} <= metrics
     assert not {"f1_vasc", "roc_auc_vasc", "f1_akiec"} & metrics  # no test image: no per-class row
@@ -233,7 +234,7 @@ def test_bootstrap_rows_and_degenerate_classes():
 def test_bootstrap_skips_undefined_resamples():
     """Melanoma sensitivity is undefined with no melanoma: NaN value, interval and n_valid 0, no error."""
     pred = _frame(["nv", "nv", "bcc"], ["nv", "bcc", "bcc"], [0.9, 0.6, 0.8])
-    table = stats.bootstrap_metrics(pred, n_resamples=20).set_index("metric")
+    table = resampling.bootstrap_metrics(pred, n_resamples=20).set_index("metric")
     assert np.isnan(table.loc["mel_sensitivity_at_spec90", "value"])
     assert table.loc["mel_sensitivity_at_spec90", "n_valid"] == 0
     assert table.loc["accuracy", "n_valid"] == 20
@@ -249,8 +250,8 @@ def test_bootstrap_interval_coverage_on_simulated_test_sets():
     covered = 0
     for sim in range(200):
         right = rng.random(len(y)) < 0.8
-        values = stats._stratified_counts(y, 300, seed=sim) @ right / len(y)
-        low, high, _ = stats._interval(values, 0.95)
+        values = resampling._stratified_counts(y, 300, seed=sim) @ right / len(y)
+        low, high, _ = resampling._interval(values, 0.95)
         covered += low <= 0.8 <= high
     assert 0.90 <= covered / 200 <= 0.99
 
@@ -258,9 +259,9 @@ def test_bootstrap_interval_coverage_on_simulated_test_sets():
 def test_bootstrap_rejects_bad_arguments():
     pred = _frame(["mel", "nv"], ["mel", "nv"], [0.9, 0.9])
     with pytest.raises(ValueError, match="n_resamples"):
-        stats.bootstrap_metrics(pred, n_resamples=0)
+        resampling.bootstrap_metrics(pred, n_resamples=0)
     with pytest.raises(ValueError, match="level"):
-        stats.bootstrap_metrics(pred, level=95)
+        resampling.bootstrap_metrics(pred, level=95)
 
 
 # --------------------------------------------------------------------------------------------- paired comparison
@@ -283,12 +284,12 @@ def paired_case():
 
 def test_mcnemar_exact_by_hand(paired_case):
     a, b = paired_case
-    result = stats.mcnemar(a, b)
+    result = resampling.mcnemar(a, b)
     assert (result["b"], result["c"]) == (2, 12)
     # b + c = 14 < 25: exact; P(X <= 2 | 14, 1/2) = (1 + 14 + 91) / 2**14, two-sided doubles it
     assert result["p_value"] == pytest.approx(2 * 106 / 2 ** 14)
     assert result["test"] == "exact binomial"
-    swapped = stats.mcnemar(b, a)
+    swapped = resampling.mcnemar(b, a)
     assert (swapped["b"], swapped["c"]) == (12, 2)
     assert swapped["p_value"] == pytest.approx(result["p_value"])
 
@@ -298,24 +299,24 @@ def test_mcnemar_chi_square_by_hand():
     y = ["nv"] * 40
     a = _frame(y, ["nv"] * 10 + ["mel"] * 30, [0.9] * 40)
     b = _frame(y, ["mel"] * 10 + ["nv"] * 30, [0.9] * 40)
-    result = stats.mcnemar(a, b)
+    result = resampling.mcnemar(a, b)
     assert (result["b"], result["c"]) == (10, 30)
     assert result["statistic"] == pytest.approx(9.025)
     assert result["p_value"] == pytest.approx(sps.chi2.sf(9.025, 1))
     assert result["p_value"] == pytest.approx(0.002663, abs=1e-5)
-    assert stats.mcnemar(a, a)["p_value"] == 1.0
+    assert resampling.mcnemar(a, a)["p_value"] == 1.0
 
 
 def test_paired_bootstrap_sign_and_interval(paired_case):
     a, b = paired_case
-    result = stats.paired_bootstrap(a, b, "accuracy", n_resamples=500, seed=0)
+    result = resampling.paired_bootstrap(a, b, "accuracy", n_resamples=500, seed=0)
     assert result["diff"] == pytest.approx(34 / 40 - 24 / 40)
     assert 0 < result["low"] < result["diff"] < result["high"]
     assert result["share_le_0"] < 0.025 and result["p_two_sided"] < 0.05
-    reverse = stats.paired_bootstrap(b, a, "accuracy", n_resamples=500, seed=0)
+    reverse = resampling.paired_bootstrap(b, a, "accuracy", n_resamples=500, seed=0)
     assert reverse["diff"] == pytest.approx(-result["diff"])
     assert reverse["low"] == pytest.approx(-result["high"]) and reverse["high"] == pytest.approx(-result["low"])
-    same = stats.paired_bootstrap(a, a, "balanced_accuracy", n_resamples=50)
+    same = resampling.paired_bootstrap(a, a, "balanced_accuracy", n_resamples=50)
     assert (same["diff"], same["low"], same["high"], same["p_two_sided"]) == (0, 0, 0, 1.0)
 
 
@@ -323,37 +324,37 @@ def test_paired_comparisons_reject_unpaired_frames(paired_case):
     a, b = paired_case
     shuffled = b.iloc[::-1].reset_index(drop=True)
     with pytest.raises(ValueError, match="image ids differ"):
-        stats.paired_bootstrap(a, shuffled, "accuracy", n_resamples=10)
+        resampling.paired_bootstrap(a, shuffled, "accuracy", n_resamples=10)
     with pytest.raises(ValueError, match="rows"):
-        stats.mcnemar(a, b.iloc[:-1])
+        resampling.mcnemar(a, b.iloc[:-1])
     relabelled = b.copy()
     relabelled.loc[0, "dx"] = "bcc"
     with pytest.raises(ValueError, match="true class"):
-        stats.mcnemar(a, relabelled)
+        resampling.mcnemar(a, relabelled)
     with pytest.raises(ValueError, match="unknown metric"):
-        stats.paired_bootstrap(a, b, "sharpness", n_resamples=10)
+        resampling.paired_bootstrap(a, b, "sharpness", n_resamples=10)
 
 
 def test_verdict_in_words(paired_case):
     a, b = paired_case
-    clear = stats.verdict(stats.paired_bootstrap(a, b, "accuracy", n_resamples=300), stats.mcnemar(a, b))
+    clear = resampling.verdict(resampling.paired_bootstrap(a, b, "accuracy", n_resamples=300), resampling.mcnemar(a, b))
     assert "accuracy is 0.250 higher than the baseline's" in clear
     assert "evidence that the soft-attention model beats the baseline" in clear and "no evidence" not in clear
     assert "12 images only the soft-attention model gets right, 2 only the baseline" in clear
     unclear = {"metric": "balanced_accuracy", "a": 0.60, "b": 0.63, "diff": 0.03, "low": -0.01, "high": 0.07,
                "level": 0.95, "n_resamples": 1000}
-    text = stats.verdict(unclear, {"b": 40, "c": 48, "p_value": 0.21})
+    text = resampling.verdict(unclear, {"b": 40, "c": 48, "p_value": 0.21})
     assert "balanced accuracy is 0.030 higher" in text and "95 % CI of the difference -0.010 to 0.070" in text
     assert "p = 0.21" in text and "no evidence that the soft-attention model beats the baseline" in text
     worse = dict(unclear, diff=-0.05, low=-0.09, high=-0.01)
-    assert "does not beat" in stats.verdict(worse, {"b": 40, "c": 48, "p_value": 0.21})
+    assert "does not beat" in resampling.verdict(worse, {"b": 40, "c": 48, "p_value": 0.21})
 
 
 # --------------------------------------------------------------------------------------------- seeds
 
 
 def test_seed_summary_by_hand():
-    summary = stats.seed_summary({1: {"accuracy": 0.8, "ece": None}, 2: {"accuracy": 0.9, "ece": 0.1},
+    summary = resampling.seed_summary({1: {"accuracy": 0.8, "ece": None}, 2: {"accuracy": 0.9, "ece": 0.1},
                                   3: {"accuracy": 0.7, "ece": 0.2}}).set_index("metric")
     assert summary.loc["accuracy", ["mean", "min", "max", "n_seeds"]].tolist() == pytest.approx([0.8, 0.7, 0.9, 3])
     assert summary.loc["accuracy", "std"] == pytest.approx(0.1)  # sample std, n - 1
@@ -362,10 +363,10 @@ def test_seed_summary_by_hand():
 
 def test_seed_summary_accepts_compute_metrics_dicts():
     frames = [_random_frame(s, {"mel": 5, "nv": 10}) for s in (0, 1)]
-    summary = stats.seed_summary({s: evaluate.compute_metrics(f) for s, f in enumerate(frames)})
-    assert summary["metric"].tolist()[:len(evaluate.SUMMARY_METRICS)] == list(evaluate.SUMMARY_METRICS)
+    summary = resampling.seed_summary({s: evaluation.compute_metrics(f) for s, f in enumerate(frames)})
+    assert summary["metric"].tolist()[:len(evaluation.SUMMARY_METRICS)] == list(evaluation.SUMMARY_METRICS)
     assert (summary["n_seeds"] == 2).all()
-    single = stats.seed_summary({0: evaluate.compute_metrics(frames[0])})
+    single = resampling.seed_summary({0: evaluation.compute_metrics(frames[0])})
     assert single["std"].isna().all() and (single["mean"] == single["min"]).all()
 
 
@@ -384,10 +385,10 @@ def test_comparison_with_intervals_flags_report_outside_and_inside():
                                         "high": [0.94, 0.99]}),
         "baseline": pd.DataFrame({"metric": ["accuracy"], "low": [0.70], "high": [0.80]}),
     }
-    table = report.comparison_with_intervals(metrics, intervals)
+    table = reported.comparison_with_intervals(metrics, intervals)
     assert list(table.columns) == ["model", "metric", "section", "report", "ours", "low", "high", "difference",
-                                   report.INSIDE_COLUMN]
-    inside = table.set_index(["model", "metric", "section"])[report.INSIDE_COLUMN]
+                                   reported.INSIDE_COLUMN]
+    inside = table.set_index(["model", "metric", "section"])[reported.INSIDE_COLUMN]
     assert inside[("soft_attention", "accuracy", "Abstract")]               # .926 in [.90, .94]
     assert inside[("soft_attention", "accuracy", "Table 4.2")]              # .91 in [.90, .94]
     assert not inside[("baseline", "accuracy", "Table 4.2")]                # .85 above [.70, .80]
@@ -402,15 +403,15 @@ def test_comparison_with_intervals_flags_report_outside_and_inside():
 
 def test_comparison_with_intervals_from_bootstrap_tables():
     pred = _random_frame(4, {"akiec": 4, "bcc": 4, "bkl": 6, "df": 2, "mel": 5, "nv": 25, "vasc": 2})
-    metrics = {"soft_attention": evaluate.compute_metrics(pred)}
-    table = report.comparison_with_intervals(metrics, {"soft_attention": stats.bootstrap_metrics(pred, 100)})
-    assert table[report.INSIDE_COLUMN].notna().all()
+    metrics = {"soft_attention": evaluation.compute_metrics(pred)}
+    table = reported.comparison_with_intervals(metrics, {"soft_attention": resampling.bootstrap_metrics(pred, 100)})
+    assert table[reported.INSIDE_COLUMN].notna().all()
     assert ((table["low"] <= table["ours"]) & (table["ours"] <= table["high"])).all()
 
 
 def test_reliability_diagram_returns_figure(calibration_case):
-    fig = plots.reliability_diagram({"baseline": stats.reliability_table(calibration_case, 5),
-                                     "soft_attention": stats.reliability_table(calibration_case.iloc[:3], 5)})
+    fig = plots.reliability_diagram({"baseline": resampling.reliability_table(calibration_case, 5),
+                                     "soft_attention": resampling.reliability_table(calibration_case.iloc[:3], 5)})
     assert isinstance(fig, Figure) and len(fig.axes) == 2
     assert "ECE 0.500" in fig.axes[0].get_legend().get_texts()[1].get_text()
     with pytest.raises(ValueError):
@@ -419,9 +420,9 @@ def test_reliability_diagram_returns_figure(calibration_case):
 
 def test_interval_comparison_returns_figure():
     pred = _random_frame(5, {"akiec": 4, "bcc": 4, "bkl": 6, "df": 2, "mel": 5, "nv": 25, "vasc": 2})
-    metrics = {"baseline": evaluate.compute_metrics(pred), "soft_attention": evaluate.compute_metrics(pred)}
-    intervals = {"baseline": stats.bootstrap_metrics(pred, 50)}
-    fig = plots.interval_comparison(report.comparison_with_intervals(metrics, intervals))
+    metrics = {"baseline": evaluation.compute_metrics(pred), "soft_attention": evaluation.compute_metrics(pred)}
+    intervals = {"baseline": resampling.bootstrap_metrics(pred, 50)}
+    fig = plots.interval_comparison(reported.comparison_with_intervals(metrics, intervals))
     assert isinstance(fig, Figure)
     assert [ax.get_title(loc="left") for ax in fig.axes] == ["Test metrics", "F1 per class"]
     assert fig._repr_png_()[:4] == b"\x89PNG"

@@ -10,8 +10,8 @@ from html import unescape
 import pandas as pd
 import pytest
 
-from lesionscan import study
-from lesionscan.classes import CLASSES
+from lesionscan.study import runner
+from lesionscan.core.classes import CLASSES
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +27,7 @@ def test_book_is_built_with_every_chapter(smoke_run):
     run_dir, index = smoke_run
     assert index.name == "index.html" and index.exists()
     html = index.parent
-    for chapter in study.CHAPTERS:
+    for chapter in runner.CHAPTERS:
         page = html / "notebooks" / f"{chapter}.html"
         assert page.exists(), page
         text = page.read_text()
@@ -51,7 +51,7 @@ def test_appendix_is_generated_from_the_manifest(smoke_run):
     html = (index.parent / "book" / "reproducibility.html").read_text()
     page = unescape(re.sub(r"<[^>]+>", "", html))  # the text a reader sees (code blocks are highlighted in spans)
     assert manifest["data_checksum"] in page and manifest["commit"].removesuffix("+dirty") in page
-    for chapter in study.CHAPTERS:
+    for chapter in runner.CHAPTERS:
         assert chapter in page, chapter
     assert "lesionscan study --profile smoke" in page and manifest["versions"]["tensorflow"] in page
     assert "machine" in manifest and manifest["machine"]["cpus"] >= 1
@@ -63,7 +63,7 @@ def test_artifacts_follow_the_layout(smoke_run):
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "ok" and manifest["profile"] == "smoke"
     assert manifest["data_checksum"].startswith("sha256:")
-    assert set(study.CHAPTERS) <= set(manifest["chapters"])
+    assert set(runner.CHAPTERS) <= set(manifest["chapters"])
     assert {"tensorflow", "keras", "python"} <= set(manifest["versions"])
     assert manifest["parameters"]["seed"] == manifest["seed"] == 0
     split = pd.read_csv(run_dir / "split.csv")
@@ -96,7 +96,8 @@ def test_interpretability_scores_every_map_against_the_masks(smoke_run):
     attention beats the uniform map; that is false at this budget, so the
     test pins what holds and the chapter states the verdict in words.
     """
-    from lesionscan import agreement, interpretability
+    from lesionscan.analysis import agreement
+    from lesionscan.study import interpretability
 
     run_dir, index = smoke_run
     table = pd.read_csv(run_dir / "tables" / "mask_agreement.csv")
@@ -118,27 +119,27 @@ def test_interpretability_scores_every_map_against_the_masks(smoke_run):
 
 def test_a_failing_chapter_stops_the_run_naming_chapter_and_error(tmp_path):
     """A chapter that raises stops the study with its name and the cell's error."""
-    from lesionscan import run as run_mod
-    from lesionscan.errors import ChapterError
+    from lesionscan.study import run_folder
+    from lesionscan.core.errors import ChapterError
 
     root = tmp_path / "project"
     (root / "notebooks").mkdir(parents=True)
     (root / "notebooks" / "99_broken.py").write_text(
         '# %% tags=["parameters"]\nprofile = "smoke"\nartifacts_dir = "."\ndata_dir = None\noverrides = {}\n\n'
         '# %%\nraise ValueError("the data folder was empty")\n')
-    run = run_mod.Run(dir=tmp_path / "run", params={"profile": "smoke"})
+    run = run_folder.Run(dir=tmp_path / "run", params={"profile": "smoke"})
     run.dir.mkdir()
     stage = tmp_path / "stage"
     (stage / "notebooks").mkdir(parents=True)
     with pytest.raises(ChapterError, match=r"chapter 99_broken failed in cell \d+: ValueError: the data folder was empty"):
-        study.execute_chapter(root, "99_broken", stage, run)
+        runner.execute_chapter(root, "99_broken", stage, run)
 
 
 def test_same_profile_and_seed_give_identical_metrics(smoke_run, tmp_path_factory):
     """Determinism end to end: a second smoke study writes the same metrics and predictions."""
     first_dir, _ = smoke_run
     artifacts = tmp_path_factory.mktemp("again") / "artifacts"
-    study.run_study("smoke", artifacts=str(artifacts), chapters=study.CHAPTERS[:4], build=False)
+    runner.run_study("smoke", artifacts=str(artifacts), chapters=runner.CHAPTERS[:4], build=False)
     second_dir = artifacts / "smoke"
     assert (first_dir / "split.csv").read_bytes() == (second_dir / "split.csv").read_bytes()
     for name in ("baseline", "soft_attention"):

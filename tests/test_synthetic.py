@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from lesionscan import synthetic
-from lesionscan.classes import CLASSES, HAM10000_COUNTS
-from lesionscan.errors import ParameterError
+from lesionscan.data import synthetic
+from lesionscan.core.classes import CLASSES, HAM10000_COUNTS
+from lesionscan.core.errors import ParameterError
 
 
 def _digest(folder):

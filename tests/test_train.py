@@ -6,8 +6,8 @@ import pytest
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
-from lesionscan import models, train  # noqa: E402
-from lesionscan.errors import ParameterError  # noqa: E402
+from lesionscan.model import networks, train  # noqa: E402
+from lesionscan.core.errors import ParameterError  # noqa: E402
 
 SIZE = 32  # ResNet50's smallest input: keeps these CPU tests quick
 
@@ -33,7 +33,7 @@ def _data(n, seed, batch=4):
 
 
 def _layer_state(model):
-    backbone = models.backbone_layers(model)
+    backbone = networks.backbone_layers(model)
     return backbone, [layer for layer in model.layers if layer not in backbone]
 
 
@@ -49,7 +49,7 @@ def test_config_phases_and_schedules():
 
 
 def test_config_from_profile():
-    from lesionscan.profiles import resolve
+    from lesionscan.core.parameters import resolve
 
     params = resolve("smoke", {"weights": "/tmp/resnet.h5", "epochs_phase1": 3})
     cfg = train.TrainConfig.from_params(params)
@@ -61,7 +61,7 @@ def test_config_from_profile():
 @pytest.fixture(scope="module")
 def model():
     keras.utils.set_random_seed(0)
-    return models.build_model("soft_attention", image_size=SIZE, attention_heads=2)
+    return networks.build_model("soft_attention", image_size=SIZE, attention_heads=2)
 
 
 def test_set_phase_frozen_trains_only_attention_and_head(model):
@@ -128,7 +128,7 @@ def _run_two_phase(monkeypatch):
     """seed, build, train 1 epoch frozen + 1 epoch finetune; return history, predictions, fit kwargs."""
     calls = _spy_fit(monkeypatch)
     train.seed_everything(7)
-    net = models.build_model("soft_attention", image_size=SIZE, attention_heads=2)
+    net = networks.build_model("soft_attention", image_size=SIZE, attention_heads=2)
     cfg = train.TrainConfig(schedule="two-phase", epochs_phase1=1, epochs_phase2=1)
     history = train.train(net, _data(8, seed=1), _data(4, seed=2), cfg,
                           class_weight={i: 1.0 + i for i in range(7)})
@@ -160,7 +160,7 @@ def test_train_two_phase_history_callbacks_and_determinism(monkeypatch, capsys):
 def test_train_quiet_and_class_weights_off(monkeypatch, capsys):
     calls = _spy_fit(monkeypatch)
     train.seed_everything(0)
-    net = models.build_model("baseline", image_size=SIZE)
+    net = networks.build_model("baseline", image_size=SIZE)
     cfg = train.TrainConfig(schedule="two-phase", epochs_phase1=1, epochs_phase2=0, use_class_weights=False)
     history = train.train(net, _data(4, 1), _data(4, 2), cfg, class_weight={0: 2.0}, verbose=0)
     assert history["phase"].tolist() == ["frozen"]
@@ -173,16 +173,16 @@ def test_train_quiet_and_class_weights_off(monkeypatch, capsys):
 CACHE_SIZE = 64  # 2 x 2 final feature map: the attention softmax has more than one position
 
 
-@pytest.mark.parametrize("kind", models.KINDS)
+@pytest.mark.parametrize("kind", networks.KINDS)
 def test_head_on_features_matches_model(kind):
     keras.utils.set_random_seed(1)
-    net = models.build_model(kind, image_size=CACHE_SIZE, attention_heads=2)
+    net = networks.build_model(kind, image_size=CACHE_SIZE, attention_heads=2)
     feature_model, head_model = train.split_at_backbone(net)
     # the head shares the model's layers: same variable objects, no copies
     model_vars = {id(v) for v in net.weights}
     assert head_model.weights and all(id(v) in model_vars for v in head_model.weights)
     assert not {id(v) for v in feature_model.weights} & {id(v) for v in head_model.weights}
-    backbone = {id(layer) for layer in models.backbone_layers(net)}
+    backbone = {id(layer) for layer in networks.backbone_layers(net)}
     assert all(id(t._keras_history.operation) in backbone for t in train.feature_tensors(net))
     x = np.random.default_rng(0).normal(0, 60, (3, CACHE_SIZE, CACHE_SIZE, 3)).astype("float32")
     features = feature_model.predict_on_batch(x)
@@ -216,7 +216,7 @@ def _count_calls(monkeypatch):
 def test_cached_phase1_runs_backbone_once(monkeypatch, capsys):
     calls = _count_calls(monkeypatch)
     train.seed_everything(3)
-    net = models.build_model("soft_attention", image_size=SIZE, attention_heads=2)
+    net = networks.build_model("soft_attention", image_size=SIZE, attention_heads=2)
     cfg = train.TrainConfig(schedule="two-phase", epochs_phase1=3, epochs_phase2=1, early_stopping_patience=9)
     history = train.train(net, _data(8, seed=1), _data(4, seed=2), cfg, class_weight={i: 1.0 for i in range(7)})
     assert list(history.columns) == train.HISTORY_COLUMNS
@@ -250,7 +250,7 @@ def _counting_dataset(n, seed, passes):
 def test_cache_draws_and_memory_budget(monkeypatch, cache_max_gb, fit_name, expected_passes):
     calls = _count_calls(monkeypatch)
     train.seed_everything(4)
-    net = models.build_model("baseline", image_size=SIZE)
+    net = networks.build_model("baseline", image_size=SIZE)
     conv = net.get_layer("conv5_block3_3_conv").kernel.numpy().copy()
     head = net.get_layer("predictions").kernel.numpy().copy()
     passes = []
@@ -267,7 +267,7 @@ def test_cache_draws_and_memory_budget(monkeypatch, cache_max_gb, fit_name, expe
 def test_cache_features_off_trains_on_images(monkeypatch):
     calls = _count_calls(monkeypatch)
     train.seed_everything(0)
-    net = models.build_model("baseline", image_size=SIZE)
+    net = networks.build_model("baseline", image_size=SIZE)
     cfg = train.TrainConfig(schedule="two-phase", epochs_phase1=1, epochs_phase2=0, cache_features=False)
     train.train(net, _data(4, 1), _data(4, 2), cfg, verbose=0)
     assert calls["fit"] == ["baseline"] and calls["predict_on_batch"] == {}
@@ -328,7 +328,7 @@ def test_cached_training_under_mixed_precision(restore_policy):
     """What a GPU run does (float16 features, loss scaling, lr logging), checked on the CPU at 32 px."""
     keras.mixed_precision.set_global_policy("mixed_float16")
     train.seed_everything(2)
-    net = models.build_model("soft_attention", image_size=SIZE, attention_heads=2)
+    net = networks.build_model("soft_attention", image_size=SIZE, attention_heads=2)
     cfg = train.TrainConfig(schedule="two-phase", epochs_phase1=2, epochs_phase2=0)
     history = train.train(net, _data(8, seed=1), _data(4, seed=2), cfg, verbose=0)
     assert history["phase"].tolist() == ["frozen"] * 2

@@ -23,10 +23,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 
-from lesionscan.atomic import atomic_path
-from lesionscan.classes import CLASSES, HAM10000_COUNTS
-from lesionscan.data import IMAGE_DIRS, MASK_DIR, METADATA_FILE
-from lesionscan.errors import ParameterError
+from lesionscan.core.atomic import atomic_path
+from lesionscan.core.classes import CLASSES, HAM10000_COUNTS
+from lesionscan.data.ham10000 import IMAGE_DIRS, MASK_DIR, METADATA_FILE
+from lesionscan.core.errors import ParameterError
 
 IMAGE_DIR = IMAGE_DIRS[0]
 

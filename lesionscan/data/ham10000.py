@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from lesionscan.classes import CLASS_NAMES, CLASSES
-from lesionscan.errors import DataError
+from lesionscan.core.classes import CLASS_NAMES, CLASSES
+from lesionscan.core.errors import DataError
 
 METADATA_FILE = "HAM10000_metadata.csv"
 # Dataverse serves the metadata as a tab-separated .tab with quoted strings.

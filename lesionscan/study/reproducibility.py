@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 from typing import Any, Mapping
 
-from lesionscan import atomic, profiles
+from lesionscan.core import atomic, parameters
 
 # Parameters that describe where a run happened rather than what it did.
 _NOT_OVERRIDES = {"profile", "data", "data_dir"}
@@ -39,7 +39,7 @@ def machine() -> dict[str, Any]:
 
 def overrides(manifest: Mapping[str, Any]) -> dict[str, Any]:
     """The parameters this run set differently from its profile (what ``--set`` changed)."""
-    defaults = profiles.PROFILES[manifest["profile"]]
+    defaults = parameters.PROFILES[manifest["profile"]]
     return {name: value for name, value in manifest["parameters"].items()
             if name not in _NOT_OVERRIDES and name in defaults and defaults[name] != value}
 
@@ -101,7 +101,7 @@ def appendix_markdown(manifest: Mapping[str, Any], repository: str | None = None
         "## What ran",
         "",
         *_table(("", ""), [
-            ("profile", f"`{manifest['profile']}`: {profiles.PROFILE_DESCRIPTIONS.get(manifest['profile'], '')}"),
+            ("profile", f"`{manifest['profile']}`: {parameters.PROFILE_DESCRIPTIONS.get(manifest['profile'], '')}"),
             ("data", _data_line(manifest)),
             ("data checksum", f"`{manifest['data_checksum']}`"),
             ("seed", manifest["seed"]),
@@ -125,7 +125,7 @@ def appendix_markdown(manifest: Mapping[str, Any], repository: str | None = None
     lines += ["## Every parameter", ""]
     lines += _table(("parameter", "value", "profile default"),
                     [(f"`{name}`", _shown(value),
-                      "" if name not in changed else _shown(profiles.PROFILES[manifest["profile"]][name]))
+                      "" if name not in changed else _shown(parameters.PROFILES[manifest["profile"]][name]))
                      for name, value in sorted(params.items())])
     lines += ["## Package versions", ""]
     lines += _table(("package", "version"), sorted(manifest["versions"].items()))

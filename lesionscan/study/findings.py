@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from lesionscan import atomic
-from lesionscan.run import Run
+from lesionscan.core import atomic
+from lesionscan.study.run_folder import Run
 
 # The report's headline numbers to set beside ours: (model, metric).
 HEADLINE = (("soft_attention", "accuracy"), ("soft_attention", "roc_auc_weighted"), ("baseline", "accuracy"))

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lesionscan.classes import CLASSES
-from lesionscan.errors import ParameterError
+from lesionscan.core.classes import CLASSES
+from lesionscan.core.errors import ParameterError
 
 ATTENTION_LAYER = "soft_attention"
 BACKBONE_LAYER = "conv5_block3_out"

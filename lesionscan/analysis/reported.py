@@ -10,7 +10,7 @@ from importlib import resources
 
 import pandas as pd
 
-from lesionscan.evaluate import flat_metrics
+from lesionscan.analysis.evaluation import flat_metrics
 
 
 def claims() -> pd.DataFrame:

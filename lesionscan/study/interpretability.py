@@ -2,7 +2,7 @@
 
 Five explanation methods are computed for the two main models: the soft
 attention map of the attention model (summed over heads), and Grad-CAM and
-Grad-CAM++ of both models (tf-keras-vis via ``explain.gradcam``; for the
+Grad-CAM++ of both models (tf-keras-vis via ``gradcam.gradcam``; for the
 attention model on its attention-weighted features). Each map explains the
 class the model predicted, the decision it actually made.
 """
@@ -14,10 +14,13 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
-from lesionscan import evaluate, experiment, explain, models, pipeline
-from lesionscan.classes import CLASSES
-from lesionscan.errors import ParameterError
-from lesionscan.run import Run
+from lesionscan.analysis import evaluation
+from lesionscan.study import experiments
+from lesionscan.explain import gradcam
+from lesionscan.model import networks, pipeline
+from lesionscan.core.classes import CLASSES
+from lesionscan.core.errors import ParameterError
+from lesionscan.study.run_folder import Run
 
 ATTENTION = "soft attention"
 METHODS = (ATTENTION, "Grad-CAM, attention model", "Grad-CAM++, attention model", "Grad-CAM, baseline",
@@ -44,7 +47,7 @@ def choose_examples(predictions: pd.DataFrame, per_class: int = 2) -> pd.DataFra
     if per_class < 1:
         raise ParameterError(f"explain_per_class={per_class}: expected at least 1")
     frame = predictions.copy()
-    frame["confidence"] = frame[list(evaluate.PROB_COLUMNS)].max(axis=1)
+    frame["confidence"] = frame[list(evaluation.PROB_COLUMNS)].max(axis=1)
     frame["outcome"] = np.where(frame["pred"] == frame["dx"], "correct", "wrong")
     chosen = []
     for dx in CLASSES:
@@ -62,8 +65,8 @@ def choose_examples(predictions: pd.DataFrame, per_class: int = 2) -> pd.DataFra
 
 def load_models(run: Run) -> dict:
     """The run's trained attention model and baseline."""
-    return {"soft_attention": models.load_model(run.model_path("soft_attention")),
-            "baseline": models.load_model(run.model_path("baseline"))}
+    return {"soft_attention": networks.load_model(run.model_path("soft_attention")),
+            "baseline": networks.load_model(run.model_path("baseline"))}
 
 
 def explanation_maps(trained: dict, batch_preprocessed: np.ndarray, predicted: dict[str, np.ndarray]
@@ -72,12 +75,12 @@ def explanation_maps(trained: dict, batch_preprocessed: np.ndarray, predicted: d
     size = batch_preprocessed.shape[1:3]
     sa, base = trained["soft_attention"], trained["baseline"]
     return {
-        ATTENTION: models.attention_maps(sa, batch_preprocessed, upsample_to=size),
-        "Grad-CAM, attention model": explain.gradcam(sa, batch_preprocessed, predicted["soft_attention"]),
-        "Grad-CAM++, attention model": explain.gradcam(sa, batch_preprocessed, predicted["soft_attention"],
+        ATTENTION: networks.attention_maps(sa, batch_preprocessed, upsample_to=size),
+        "Grad-CAM, attention model": gradcam.gradcam(sa, batch_preprocessed, predicted["soft_attention"]),
+        "Grad-CAM++, attention model": gradcam.gradcam(sa, batch_preprocessed, predicted["soft_attention"],
                                                        plus=True),
-        "Grad-CAM, baseline": explain.gradcam(base, batch_preprocessed, predicted["baseline"]),
-        "Grad-CAM++, baseline": explain.gradcam(base, batch_preprocessed, predicted["baseline"], plus=True),
+        "Grad-CAM, baseline": gradcam.gradcam(base, batch_preprocessed, predicted["baseline"]),
+        "Grad-CAM++, baseline": gradcam.gradcam(base, batch_preprocessed, predicted["baseline"], plus=True),
     }
 
 
@@ -92,16 +95,16 @@ def _predicted(run: Run, image_ids) -> dict[str, np.ndarray]:
 
 def images_and_masks(run: Run) -> pd.DataFrame:
     """The test subset with image and mask paths (mask_path None where the data has no mask)."""
-    from lesionscan import data
+    from lesionscan.data import ham10000
 
-    test = experiment.subsets(run)["test"]
-    masks = data.load_dataset(run.data_dir, verify_images=False)[["image_id", "mask_path"]]
+    test = experiments.subsets(run)["test"]
+    masks = ham10000.load_dataset(run.data_dir, verify_images=False)[["image_id", "mask_path"]]
     return test.merge(masks, on="image_id", how="left")
 
 
 def example_rows(run: Run, trained: dict, per_class: int) -> list[dict]:
     """Rows for ``plots.explanation_panel``: image, mask (if any), every method's map and the raw attention grid."""
-    from lesionscan import agreement
+    from lesionscan.analysis import agreement
 
     examples = choose_examples(run.read_predictions("soft_attention"), per_class)
     frame = images_and_masks(run).set_index("image_id").loc[examples["image_id"]]
@@ -109,7 +112,7 @@ def example_rows(run: Run, trained: dict, per_class: int) -> list[dict]:
     raw = np.stack([pipeline.load_image(path, size) for path in frame["image_path"]])
     batch = pipeline.preprocess(raw.astype("float32"))
     maps = explanation_maps(trained, batch, _predicted(run, examples["image_id"]))
-    grid = models.attention_maps(trained["soft_attention"], batch)
+    grid = networks.attention_maps(trained["soft_attention"], batch)
     rows = []
     for i, example in enumerate(examples.itertuples()):
         mask_path = frame["mask_path"].iloc[i]
@@ -129,7 +132,7 @@ def maps_by_batch(run: Run, trained: dict, batch_size: int = 64, progress: bool 
     Batches keep memory flat (five maps per image at 224 px would hold
     about 1 GB for the report's 828 test images at once).
     """
-    from lesionscan import agreement
+    from lesionscan.analysis import agreement
 
     frame = images_and_masks(run)
     frame = frame[frame["mask_path"].notna()].reset_index(drop=True)
@@ -153,7 +156,7 @@ def score_test_subset(run: Run, trained: dict, batch_size: int = 64, progress: b
     method's average map (``agreement.likeness_to_average``, on maps shrunk to
     about 24 x 24 so that all of them fit in memory).
     """
-    from lesionscan import agreement
+    from lesionscan.analysis import agreement
 
     parts, small = [], {}
     for frame, maps, masks in maps_by_batch(run, trained, batch_size=batch_size, progress=progress):

@@ -13,9 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from lesionscan import atomic, data, evaluate, models, pipeline, split, train
-from lesionscan.classes import CLASSES
-from lesionscan.run import Run
+from lesionscan.core import atomic
+from lesionscan.data import ham10000, split
+from lesionscan.analysis import evaluation
+from lesionscan.model import networks, pipeline, train
+from lesionscan.core.classes import CLASSES
+from lesionscan.study.run_folder import Run
 
 
 @dataclass
@@ -39,7 +42,7 @@ def split_table(run: Run, protocol: str | None = None) -> pd.DataFrame:
     path = run.dir / "splits" / f"{protocol}.csv"
     if not path.exists():
         p = run.params
-        table = split.make_split(data.load_dataset(run.data_dir, verify_images=False), protocol, seed=p["seed"],
+        table = split.make_split(ham10000.load_dataset(run.data_dir, verify_images=False), protocol, seed=p["seed"],
                                  val_fraction=p["val_fraction"], test_fraction=p["test_fraction"])
         split.write_split(table, path)
     return split.read_split(path)
@@ -48,7 +51,7 @@ def split_table(run: Run, protocol: str | None = None) -> pd.DataFrame:
 def subsets(run: Run, protocol: str | None = None) -> dict[str, pd.DataFrame]:
     """A split joined with image paths, one frame per subset."""
     frame = split_table(run, protocol).merge(
-        data.load_dataset(run.data_dir, verify_images=False)[["image_id", "image_path"]], on="image_id")
+        ham10000.load_dataset(run.data_dir, verify_images=False)[["image_id", "image_path"]], on="image_id")
     return {name: frame[frame["subset"] == name].reset_index(drop=True) for name in ("train", "val", "test")}
 
 
@@ -65,9 +68,9 @@ def eval_dataset(run: Run, frame: pd.DataFrame):
 
 
 def build(run: Run, kind: str):
-    """The model ``kind`` (see ``models.KINDS``) with the run's settings."""
+    """The model ``kind`` (see ``networks.KINDS``) with the run's settings."""
     p = run.params
-    return models.build_model(kind, image_size=p["image_size"], weights=p["weights"], dropout=p["dropout"],
+    return networks.build_model(kind, image_size=p["image_size"], weights=p["weights"], dropout=p["dropout"],
                               l2=p["l2"], attention_heads=p["attention_heads"], gamma_init=p["gamma_init"],
                               bn_momentum=p["bn_momentum"])
 
@@ -104,9 +107,9 @@ def train_and_evaluate(run: Run, kind: str, name: str | None = None, seed: int |
 
     test = parts["test"]
     probs = model.predict(eval_dataset(run, test), verbose=0)
-    predictions = evaluate.predictions_frame(test["image_id"].tolist(), test["dx"].tolist(), probs)
+    predictions = evaluation.predictions_frame(test["image_id"].tolist(), test["dx"].tolist(), probs)
     atomic.write_csv(run.predictions_path(name), predictions)
-    metrics = evaluate.compute_metrics(predictions)
+    metrics = evaluation.compute_metrics(predictions)
     metrics.update(model=kind, name=name, seed=seed, split_protocol=protocol or p["split_protocol"],
                    data=run.data_label, initialisation=run.weights_label, epochs_trained=int(len(history)))
     atomic.write_json(run.metrics_path(name), metrics)
@@ -133,7 +136,7 @@ def comparison_table(metrics_by_model: dict[str, dict]) -> pd.DataFrame:
     Every accuracy has to be read against always predicting the most
     frequent test class, so that score sits beside every table of metrics.
     """
-    return _with_majority(evaluate.comparison_table(metrics_by_model), metrics_by_model)
+    return _with_majority(evaluation.comparison_table(metrics_by_model), metrics_by_model)
 
 
 def _with_majority(table: pd.DataFrame, metrics_by_model: dict[str, dict]) -> pd.DataFrame:

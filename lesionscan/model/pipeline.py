@@ -28,8 +28,8 @@ import tensorflow as tf
 from PIL import Image
 from sklearn.utils.class_weight import compute_class_weight
 
-from lesionscan.classes import CLASSES
-from lesionscan.errors import DataError, ParameterError
+from lesionscan.core.classes import CLASSES
+from lesionscan.core.errors import DataError, ParameterError
 
 # Default augmentation strengths (Keras preprocessing-layer factors).
 ROTATION = 0.5      # fraction of a full turn either way: dermoscopy has no "up"

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from lesionscan.classes import CLASSES
+from lesionscan.core.classes import CLASSES
 
 PROB_COLUMNS: tuple[str, ...] = tuple(f"p_{dx}" for dx in CLASSES)
 PREDICTION_COLUMNS: tuple[str, ...] = ("image_id", "dx", *PROB_COLUMNS, "pred")

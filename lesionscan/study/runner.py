@@ -19,9 +19,10 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from lesionscan import atomic, findings, reproducibility
-from lesionscan import run as run_mod
-from lesionscan.errors import ChapterError, LesionScanError
+from lesionscan.core import atomic
+from lesionscan.study import findings, reproducibility
+from lesionscan.study import run_folder
+from lesionscan.core.errors import ChapterError, LesionScanError
 
 CHAPTERS = ("01_data", "02_preprocessing", "03_baseline", "04_soft_attention", "05_ablation",
             "06_interpretability")
@@ -34,7 +35,7 @@ _VERSIONED = ("lesionscan", "tensorflow", "keras", "numpy", "pandas", "scikit-le
 
 def project_root() -> Path:
     """The folder with ``notebooks/``, ``book/`` and the book config (a source checkout)."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     if not (root / "notebooks").is_dir() or not (root / "_toc.yml").is_file():
         raise LesionScanError(
             f"the chapter notebooks were not found beside the package in {root}: "
@@ -82,7 +83,7 @@ def _stage_book(root: Path, stage: Path) -> None:
     (stage / "notebooks").mkdir()
 
 
-def _clear_outputs(run: run_mod.Run) -> None:
+def _clear_outputs(run: run_folder.Run) -> None:
     """Remove a previous run's outputs, so the book can only show this run's results."""
     for name in _OUTPUT_DIRS:
         if (run.dir / name).exists():
@@ -91,7 +92,7 @@ def _clear_outputs(run: run_mod.Run) -> None:
         (run.dir / name).unlink(missing_ok=True)
 
 
-def execute_chapter(root: Path, chapter: str, stage: Path, run: run_mod.Run) -> None:
+def execute_chapter(root: Path, chapter: str, stage: Path, run: run_folder.Run) -> None:
     """Execute one chapter with papermill into the staging folder; raise ChapterError on failure."""
     import jupytext
     import papermill
@@ -178,19 +179,19 @@ def run_study(profile: str = "smoke", data_dir: str | None = None, artifacts: st
     """Run ``chapters`` for ``profile`` and build the book; return ``index.html``'s path."""
     root = project_root()
     started, t0 = _now(), time.monotonic()
-    run = run_mod.create(profile, artifacts, data_dir, overrides)
+    run = run_folder.create(profile, artifacts, data_dir, overrides)
     _clear_outputs(run)
-    from lesionscan import data as data_mod
-    from lesionscan import models
+    from lesionscan.data import ham10000
+    from lesionscan.model import networks
 
-    models.check_weights(run.params["weights"])
+    networks.check_weights(run.params["weights"])
 
     manifest = {
         "profile": profile,
         "parameters": run.params,
         "seed": run.params["seed"],
         "data_dir": run.params["data_dir"],
-        "data_checksum": data_mod.data_checksum(run.data_dir),
+        "data_checksum": ham10000.data_checksum(run.data_dir),
         "versions": package_versions(),
         "commit": git_commit(root),
         "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
@@ -246,7 +247,7 @@ def repository_url(root: Path) -> str | None:
     return (config.get("repository") or {}).get("url")
 
 
-def _write_generated_pages(root: Path, stage: Path, run: run_mod.Run, manifest: dict) -> None:
+def _write_generated_pages(root: Path, stage: Path, run: run_folder.Run, manifest: dict) -> None:
     """Pages written from this run: the front page's findings, the appendix and the manifest it links to."""
     findings.write_findings(run, stage / "book" / "findings.md")
     atomic.write_json(stage / "book" / "manifest.json", manifest)

@@ -12,8 +12,8 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from lesionscan import atomic
-from lesionscan.errors import LesionScanError
+from lesionscan.core import atomic
+from lesionscan.core.errors import LesionScanError
 
 
 def _now() -> str:

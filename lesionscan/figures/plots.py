@@ -28,8 +28,8 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from lesionscan import atomic
-from lesionscan.classes import CLASSES, label
+from lesionscan.core import atomic
+from lesionscan.core.classes import CLASSES, label
 
 PALETTE = sns.color_palette("colorblind")
 CLASS_COLOURS = {dx: PALETTE[i] for i, dx in enumerate(CLASSES)}
@@ -486,7 +486,7 @@ def explanation_panel(rows: Sequence[Mapping], styles: Mapping[str, str] | None 
     and whether the model was right; a wrong prediction also gets a thick
     frame (text and frame, not colour alone).
     """
-    from lesionscan.explain import overlay, scaled
+    from lesionscan.explain.gradcam import overlay, scaled
 
     if not rows:
         raise ValueError("explanation_panel needs at least one row")
@@ -594,7 +594,7 @@ def reliability_diagram(reliability_tables: Mapping[str, pd.DataFrame]) -> Figur
     """
     from matplotlib.ticker import FuncFormatter
 
-    from lesionscan.stats import ece_from_table
+    from lesionscan.analysis.resampling import ece_from_table
 
     if not reliability_tables:
         raise ValueError("reliability_diagram needs at least one reliability table")
@@ -733,7 +733,7 @@ def agreement_chart(table: pd.DataFrame) -> Figure:
     maps (centre prior, uniform) are grey and hatched and labelled
     "(reference)", so they read differently without colour. Scores run 0..1.
     """
-    from lesionscan.agreement import METRIC_LABELS, METRICS, REFERENCE_METHODS
+    from lesionscan.analysis.agreement import METRIC_LABELS, METRICS, REFERENCE_METHODS
 
     needed = {"method", "metric", "class", "n", "mean", "low", "high"}
     missing = needed - set(table.columns)

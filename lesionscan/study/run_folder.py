@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lesionscan import atomic, profiles
-from lesionscan.errors import DataError, ParameterError
+from lesionscan.core import atomic, parameters
+from lesionscan.core.errors import DataError, ParameterError
 
 PARAMS_FILE = "params.json"
 
@@ -69,7 +69,7 @@ class Run:
         ``plots.save_figure`` closes the figure, which stops the inline backend
         from showing it a second time; the returned figure still renders.
         """
-        from lesionscan import plots
+        from lesionscan.figures import plots
 
         plots.save_figure(fig, self.figure_path(name))
         return fig
@@ -121,7 +121,7 @@ def synthetic_data_dir(artifacts: Path, params: dict[str, Any]) -> Path:
 def prepare_data(artifacts: Path, params: dict[str, Any], data_dir: str | os.PathLike | None) -> Path:
     """Return the data directory of a run, generating the synthetic set if needed."""
     if params["data"] == "synthetic" and data_dir is None:
-        from lesionscan import synthetic
+        from lesionscan.data import synthetic
 
         target = synthetic_data_dir(artifacts, params)
         if not (target / synthetic.METADATA_FILE).exists():
@@ -142,7 +142,7 @@ def prepare_data(artifacts: Path, params: dict[str, Any], data_dir: str | os.Pat
 def create(profile: str, artifacts: str | os.PathLike = "artifacts", data_dir: str | os.PathLike | None = None,
            overrides=()) -> Run:
     """Resolve the parameters, prepare the data and write ``params.json`` for a new run."""
-    params = profiles.resolve(profile, overrides)
+    params = parameters.resolve(profile, overrides)
     if data_dir is not None:
         params["data"] = "directory"
     artifacts = Path(artifacts).resolve()

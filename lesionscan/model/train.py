@@ -44,8 +44,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from lesionscan.errors import ParameterError
-from lesionscan.models import backbone_layers
+from lesionscan.core.errors import ParameterError
+from lesionscan.model.networks import backbone_layers
 
 SCHEDULES = ("auto", "two-phase", "full")
 PHASES = ("frozen", "finetune", "full")

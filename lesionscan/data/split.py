@@ -16,9 +16,9 @@ from pathlib import Path
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from lesionscan.atomic import write_csv
-from lesionscan.classes import CLASSES
-from lesionscan.errors import DataError, ParameterError
+from lesionscan.core.atomic import write_csv
+from lesionscan.core.classes import CLASSES
+from lesionscan.core.errors import DataError, ParameterError
 
 PROTOCOLS = ("seed", "lesion", "image")
 SUBSETS = ("train", "val", "test")

@@ -1,6 +1,6 @@
 """The ablation chapter's experiments: model variants, training seeds, split protocols.
 
-Each experiment is one ``experiment.train_and_evaluate`` call under a name
+Each experiment is one ``experiments.train_and_evaluate`` call under a name
 (``multiscale``, ``soft_attention_seed1``, ``soft_attention_image``...), so
 every variant is trained and tested exactly as the two main models are.
 A result already written in this run is read back, not trained again.
@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from lesionscan import experiment, stats
-from lesionscan.evaluate import flat_metrics
-from lesionscan.profiles import as_list
-from lesionscan.run import Run
+from lesionscan.study import experiments
+from lesionscan.analysis import resampling
+from lesionscan.analysis.evaluation import flat_metrics
+from lesionscan.core.parameters import as_list
+from lesionscan.study.run_folder import Run
 
 MAIN_MODELS = ("baseline", "soft_attention")
 
@@ -21,7 +22,7 @@ MAIN_MODELS = ("baseline", "soft_attention")
 def _result(run: Run, kind: str, name: str, **kwargs) -> tuple[dict, pd.DataFrame]:
     """Metrics and predictions of ``name``, training it first unless this run already did."""
     if not run.metrics_path(name).exists():
-        experiment.train_and_evaluate(run, kind, name=name, **kwargs)
+        experiments.train_and_evaluate(run, kind, name=name, **kwargs)
     return run.read_metrics(name), run.read_predictions(name)
 
 
@@ -45,7 +46,7 @@ def seeds(run: Run) -> dict[str, dict[int, dict]]:
 
 def seed_table(metrics_by_kind_and_seed: dict[str, dict[int, dict]]) -> pd.DataFrame:
     """Mean and spread across seeds for each main model, one block of rows per model."""
-    parts = [stats.seed_summary(by_seed).assign(model=kind) for kind, by_seed in metrics_by_kind_and_seed.items()]
+    parts = [resampling.seed_summary(by_seed).assign(model=kind) for kind, by_seed in metrics_by_kind_and_seed.items()]
     table = pd.concat(parts, ignore_index=True)
     return table[["model"] + [c for c in table.columns if c != "model"]]
 
@@ -76,7 +77,7 @@ def leakage_table(results: dict[str, tuple[dict, pd.DataFrame]], reference: str,
     ref = flat_metrics(results[reference][0])
     for protocol, (metrics, predictions) in results.items():
         flat = flat_metrics(metrics)
-        intervals = stats.bootstrap_metrics(predictions, n_resamples=n_resamples, seed=seed).set_index("metric")
+        intervals = resampling.bootstrap_metrics(predictions, n_resamples=n_resamples, seed=seed).set_index("metric")
         for metric in _LEAKAGE_METRICS:
             rows.append({"protocol": protocol, "metric": metric, "test images": metrics["n"],
                          "epochs": metrics.get("epochs_trained"), "value": flat[metric],

@@ -29,9 +29,9 @@ import pooch
 import requests
 
 from lesionscan import __version__
-from lesionscan.atomic import atomic_path, write_json
-from lesionscan.data import IMAGE_DIRS, MASK_DIR, METADATA_FILE
-from lesionscan.errors import DataError
+from lesionscan.core.atomic import atomic_path, write_json
+from lesionscan.data.ham10000 import IMAGE_DIRS, MASK_DIR, METADATA_FILE
+from lesionscan.core.errors import DataError
 
 DOI = "doi:10.7910/DVN/DBW86T"
 DATAVERSE = "https://dataverse.harvard.edu"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from typing import Any, Iterable
 
-from lesionscan.errors import ParameterError
+from lesionscan.core.errors import ParameterError
 
 # Every parameter, with the smoke profile's value and why it matters.
 _SMOKE: dict[str, Any] = {

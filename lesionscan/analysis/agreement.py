@@ -37,9 +37,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from lesionscan.classes import CLASSES
-from lesionscan.errors import DataError, ParameterError
-from lesionscan.stats import _capital, _check_level, _interval, _stratified_counts
+from lesionscan.core.classes import CLASSES
+from lesionscan.core.errors import DataError, ParameterError
+from lesionscan.analysis.resampling import _capital, _check_level, _interval, _stratified_counts
 
 REFERENCE_METHODS: tuple[str, ...] = ("centre prior (Gaussian)", "uniform")
 METRICS: tuple[str, ...] = ("pointing_game", "energy_inside", "topk_iou")

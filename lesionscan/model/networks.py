@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from keras import ops
 
-from lesionscan.errors import ParameterError
+from lesionscan.core.errors import ParameterError
 
 KINDS = ("baseline", "soft_attention", "soft_attention_public", "multiscale", "class_attention")
 ATTENTION_LAYER = "soft_attention"

@@ -1,6 +1,6 @@
 """How sure are we? Bootstrap intervals, paired model comparisons, calibration and seed spread.
 
-Everything starts from predictions frames (``evaluate.predictions_frame``:
+Everything starts from predictions frames (``evaluation.predictions_frame``:
 ``image_id, dx, p_<dx>..., pred``), so every number here can be recomputed
 from the CSVs on disk.
 
@@ -14,14 +14,14 @@ Choices a reader should know:
   is drawn here (``numpy.random.Generator.multinomial``: how often each image
   is drawn), from ``numpy.random.default_rng(seed)``: same seed, same numbers.
 * **Vectorised, checked against scikit-learn.** The point values come from
-  ``evaluate.compute_metrics`` and scikit-learn. The resampled values are
+  ``evaluation.compute_metrics`` and scikit-learn. The resampled values are
   computed for all resamples at once from the draw counts (confusion
   matrices by a matrix product, ROC-AUC as a weighted Mann-Whitney count,
   ROC points by cumulative sums), because scoring each resample with
   scikit-learn took about 64 s for 1,000 resamples of 828 images on 2 busy
   cores, against about 0.5 s this way; the tests check that both ways give
   the same numbers on resampled frames.
-* **Same conventions as evaluate.** Precision of a class never predicted is
+* **Same conventions as evaluation.** Precision of a class never predicted is
   0; macro and weighted averages run over the classes present in the true or
   the predicted labels of the resample; ROC-AUC averages skip classes without
   positives or negatives. A metric undefined in a resample is left out of
@@ -43,8 +43,8 @@ import pandas as pd
 from scipy import stats as sps
 from sklearn import metrics as skm
 
-from lesionscan import evaluate
-from lesionscan.classes import CLASSES
+from lesionscan.analysis import evaluation
+from lesionscan.core.classes import CLASSES
 
 MEL = CLASSES.index("mel")
 DEFAULT_SPECIFICITIES: tuple[float, ...] = (0.8, 0.9)
@@ -102,7 +102,7 @@ class _Arrays:
 
 
 def _arrays(pred: pd.DataFrame) -> _Arrays:
-    y_true, y_pred, probs = evaluate._validated(pred)
+    y_true, y_pred, probs = evaluation._validated(pred)
     index = {dx: k for k, dx in enumerate(CLASSES)}
     ids = pred["image_id"].astype(str).to_numpy() if "image_id" in pred.columns else np.arange(len(pred)).astype(str)
     return _Arrays(ids, np.array([index[v] for v in y_true]), np.array([index[v] for v in y_pred]), probs)
@@ -233,14 +233,14 @@ def point_metrics(pred: pd.DataFrame, specificities: Sequence[float] = DEFAULT_S
                   n_bins: int = 15) -> dict[str, float]:
     """Every metric the bootstrap reports, on the whole test set (scikit-learn; NaN where undefined).
 
-    ``evaluate.flat_metrics`` (summary metrics, F1 per class), then ROC-AUC
+    ``evaluation.flat_metrics`` (summary metrics, F1 per class), then ROC-AUC
     per class, melanoma sensitivity at each specificity and the ECE.
     Per-class entries only for classes with test images.
     """
     data = _arrays(pred)
-    metrics = evaluate.compute_metrics(pred)
+    metrics = evaluation.compute_metrics(pred)
     present = {CLASSES[k] for k in np.unique(data.y_true)}
-    flat = {name: value for name, value in evaluate.flat_metrics(metrics).items()
+    flat = {name: value for name, value in evaluation.flat_metrics(metrics).items()
             if not (name.startswith("f1_") and name[3:] in CLASSES and name[3:] not in present)}
     for dx in CLASSES:
         if dx in present:
@@ -325,7 +325,7 @@ def _resampled_metrics(data: _Arrays, w: np.ndarray, specificities: Sequence[flo
         out["roc_auc_macro"] = np.where(scored.any(axis=1), np.nansum(auc, axis=1) / scored.sum(axis=1), np.nan)
         out["roc_auc_weighted"] = np.where(scored.any(axis=1), np.nansum(auc * support, axis=1)
                                            / (support * scored).sum(axis=1), np.nan)
-    ordered = {name: out[name] for name in evaluate.SUMMARY_METRICS}
+    ordered = {name: out[name] for name in evaluation.SUMMARY_METRICS}
     for c in present:
         ordered[f"f1_{CLASSES[c]}"] = f1[:, c]
     for c in present:
@@ -362,7 +362,7 @@ def bootstrap_metrics(pred: pd.DataFrame, n_resamples: int = 1000, seed: int = 0
 
     Resamples the test images within each true class (with replacement, so
     each class keeps its support), ``n_resamples`` times from
-    ``numpy.random.default_rng(seed)``. Metrics: ``evaluate.flat_metrics``
+    ``numpy.random.default_rng(seed)``. Metrics: ``evaluation.flat_metrics``
     (accuracy, balanced accuracy, macro and weighted precision, recall, F1,
     ROC-AUC; F1 per class), ROC-AUC per class, melanoma sensitivity at each of
     ``specificities`` and the expected calibration error (``n_bins`` bins).
@@ -531,7 +531,7 @@ def seed_summary(metrics_by_seed: Mapping[int, Mapping]) -> pd.DataFrame:
     """Spread of each metric across training seeds: metric, mean, std (n - 1), min, max, n_seeds.
 
     Values per seed: a ``compute_metrics`` dict (flattened with
-    ``evaluate.flat_metrics``) or an already flat ``{metric: value}`` dict
+    ``evaluation.flat_metrics``) or an already flat ``{metric: value}`` dict
     (e.g. ``point_metrics``). A missing or None value is left out of that
     metric's numbers; std is NaN with fewer than two seeds.
     """
@@ -540,7 +540,7 @@ def seed_summary(metrics_by_seed: Mapping[int, Mapping]) -> pd.DataFrame:
     flat: dict[int, dict] = {}
     for seed, metrics in metrics_by_seed.items():
         if "per_class" in metrics or any(isinstance(v, Mapping) for v in metrics.values()):
-            metrics = evaluate.flat_metrics(metrics)
+            metrics = evaluation.flat_metrics(metrics)
         flat[seed] = {name: (np.nan if value is None else float(value)) for name, value in metrics.items()
                       if value is None or isinstance(value, (int, float, np.number))}
     table = pd.DataFrame(flat)  # rows metric, columns seed; metric order of first appearance

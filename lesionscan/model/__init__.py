@@ -1,0 +1,1 @@
+"""Stage 2: from images to a trained network: the input pipeline, the layers, the networks, training."""
