@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from lesionscan.data import ham10000, synthetic  # noqa: E402
+from lesionscan.core.parameters import ModelSection, TrainSection
 from lesionscan.model import networks, pipeline, train  # noqa: E402
 from lesionscan.core.classes import CLASSES  # noqa: E402
 
@@ -53,7 +54,7 @@ def peak_rss_mb() -> float:
 def phase1_times(args, paths, labels, val_paths, val_labels, cache: bool) -> list[float]:
     """Seconds per phase-1 epoch (soft attention, frozen backbone) with or without feature caching."""
     train.seed_everything(args.seed)
-    model = networks.build_model("soft_attention", image_size=args.image_size, weights="none")
+    model = networks.build_model("soft_attention", args.image_size, ModelSection(weights="none"))
     train_ds = pipeline.make_dataset(paths, labels, args.image_size, args.batch_size, training=True,
                                      augment=True, balance_target=args.balance_target, seed=args.seed)
     val_ds = pipeline.make_dataset(val_paths, val_labels, args.image_size, args.batch_size, training=False)
@@ -61,9 +62,9 @@ def phase1_times(args, paths, labels, val_paths, val_labels, cache: bool) -> lis
     for ds in (train_ds, val_ds):
         for _ in ds:
             pass
-    config = train.TrainConfig(schedule="two-phase", epochs_phase1=args.epochs, epochs_phase2=0,
-                               cache_features=cache, early_stopping_patience=args.epochs + 1,
-                               lr_patience=args.epochs + 1)
+    config = TrainSection(schedule="two-phase", epochs_phase1=args.epochs, epochs_phase2=0,
+                          cache_features=cache, early_stopping_patience=args.epochs + 1,
+                          lr_patience=args.epochs + 1)
     clock = EpochClock()
     start = time.perf_counter()
     train.train(model, train_ds, val_ds, config, verbose=0, callbacks=[clock])
@@ -83,7 +84,7 @@ def throughput(args, paths, labels, epoch_images: int) -> tuple[float, float, fl
     a ratio that other processes hardly disturb.
     """
     train.seed_everything(args.seed)
-    model = networks.build_model("soft_attention", image_size=args.image_size, weights="none")
+    model = networks.build_model("soft_attention", args.image_size, ModelSection(weights="none"))
     train.set_phase(model, "full")
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy")
     real = pipeline.make_dataset(paths, labels, args.image_size, args.batch_size, training=True, augment=True,

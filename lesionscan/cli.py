@@ -64,8 +64,11 @@ def _cmd_profiles(args) -> None:
         print(f"{name:8} {description}")
     if args.show:
         params = parameters.resolve(args.show)
+        width = max(len(f"{key} = {params[key]}") for key in params)
         for key in sorted(params):
-            print(f"  {key} = {params[key]}")
+            setting = f"{key} = {params[key]}"
+            note = "" if key == "profile" else f"  # {parameters.help_text(key)}"
+            print(f"  {setting:<{width}}{note}")
 
 
 def _cmd_predict(args) -> None:

@@ -15,7 +15,7 @@ device; every output says so (:data:`DISCLAIMER`).
 Images are untrusted input. :func:`check_image` reads only the header, accepts
 the formats in :data:`IMAGE_FORMATS` (no PostScript, which Pillow would hand
 to Ghostscript) and refuses images of more than :data:`MAX_PIXELS` pixels
-before any pixel is decoded. Models are untrusted too: :func:`load_lesionscan_model`
+before any pixel is decoded. Models are untrusted too: :func:`lesionscan.model.saving.load_model`
 reads the archive's ``config.json`` before Keras builds anything, loads with
 Keras' ``safe_mode`` (no Python lambdas), and then checks the model's shape.
 """
@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import warnings
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,9 @@ import numpy as np
 from lesionscan.core import atomic
 from lesionscan.core.classes import CLASS_NAMES, CLASSES, label
 from lesionscan.core.errors import DataError, ParameterError
+from lesionscan.model import saving
+from lesionscan.model import layers
+from lesionscan.explain import attention
 
 # Largest image accepted, in pixels (width x height, read from the header before decoding).
 # HAM10000 images are 600 x 450 (0.27 MP) and phone or dermatoscope cameras take up to
@@ -48,8 +50,6 @@ DISCLAIMER = ("Research model, not a diagnostic device: these outputs come from 
               "reproducibility study and must not be used to diagnose, screen or treat anyone.")
 # Size (px, square) at which the image is shown in the explanation figure; at least the model's input size.
 DISPLAY_SIZE = 224
-# A ResNet50 config.json is about 0.2 MB; a larger one is not ours (and may be a zip bomb).
-_MAX_CONFIG_BYTES = 16_000_000
 _BATCH = 16
 
 
@@ -110,104 +110,6 @@ def _load(path, size: int) -> np.ndarray:
 # Models
 
 
-def _check_archive(path: Path) -> None:
-    """Cheap checks on the file, before Keras reads it: a .keras zip whose config is a functional model of ours."""
-    from lesionscan.model.networks import KINDS
-
-    expected = f"expected a .keras file saved by LesionScan (a model named one of {', '.join(KINDS)})"
-    if not path.exists():
-        raise ParameterError(f"model file {path}: no such file")
-    if not path.is_file():
-        raise ParameterError(f"model file {path}: not a file")
-    if path.suffix != ".keras":
-        raise ParameterError(f"model file {path}: not a .keras file; {expected}")
-    if not zipfile.is_zipfile(path):
-        raise ParameterError(f"model file {path}: not a Keras archive (not a zip file); {expected}")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = set(archive.namelist())
-            if not {"config.json", "model.weights.h5"} <= names:
-                raise ParameterError(f"model file {path}: not a Keras archive (no config.json and "
-                                     f"model.weights.h5 inside); {expected}")
-            if archive.getinfo("config.json").file_size > _MAX_CONFIG_BYTES:
-                raise ParameterError(f"model file {path}: its config.json is implausibly large; {expected}")
-            config = json.loads(archive.read("config.json"))
-    except (zipfile.BadZipFile, OSError, ValueError, UnicodeDecodeError) as exc:
-        raise ParameterError(f"model file {path}: not a readable Keras archive ({exc}); {expected}") from None
-    inner = config.get("config") if isinstance(config, dict) else None
-    name = inner.get("name") if isinstance(inner, dict) else None
-    if not isinstance(config, dict) or config.get("class_name") != "Functional" or name not in KINDS:
-        raise ParameterError(f"model file {path}: a Keras model named {name!r}, not a LesionScan model; {expected}")
-
-
-def input_size(model) -> int:
-    """The model's square input size in pixels (from its input shape)."""
-    return int(model.inputs[0].shape[1])
-
-
-def load_lesionscan_model(path):
-    """Load a LesionScan model saved as ``.keras``; anything else is a :class:`ParameterError` naming the file.
-
-    Checked, in this order:
-
-    1. the file exists, is a regular file and ends in ``.keras``;
-    2. it is a zip archive holding ``config.json`` and ``model.weights.h5``
-       (the Keras 3 format), and the config (under 16 MB) describes a
-       functional model whose name is one of :data:`lesionscan.models.KINDS`
-       (read before Keras deserialises anything);
-    3. Keras loads it with ``safe_mode=True`` and our custom layers;
-    4. the loaded model is named one of the KINDS, has one input of shape
-       (None, S, S, 3) with S >= 32, and one output of shape
-       (None, len(CLASSES)) = (None, 7);
-    5. its output layer ``predictions`` has a softmax activation;
-    6. the baseline has no attention layer, every other kind at least one;
-    7. it has the layer Grad-CAM explains (``soft_attention`` or
-       ``conv5_block3_out``, see :func:`lesionscan.explain.default_layer`).
-    """
-    import keras
-
-    from lesionscan.explain import gradcam
-    from lesionscan.model import networks
-
-    path = Path(path)
-    _check_archive(path)
-    try:
-        model = keras.models.load_model(path, custom_objects=dict(networks._CUSTOM_OBJECTS), compile=False,
-                                        safe_mode=True)
-    except Exception as exc:
-        raise ParameterError(f"model file {path}: could not load it as a Keras model ({type(exc).__name__}: "
-                             f"{exc})") from None
-
-    def reject(why: str):
-        return ParameterError(f"model file {path}: not a LesionScan model ({why})")
-
-    if model.name not in networks.KINDS:
-        raise reject(f"model name {model.name!r}, expected one of {', '.join(networks.KINDS)}")
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise reject(f"{len(model.inputs)} inputs and {len(model.outputs)} outputs, expected one of each")
-    shape = tuple(model.inputs[0].shape)
-    if len(shape) != 4 or shape[1] is None or shape[1] != shape[2] or shape[3] != 3 or int(shape[1]) < 32:
-        raise reject(f"input shape {shape}, expected (None, S, S, 3) with S >= 32")
-    out_shape = tuple(model.outputs[0].shape)
-    if out_shape[1:] != (len(CLASSES),):
-        raise reject(f"output shape {out_shape}, expected (None, {len(CLASSES)}): one probability per class "
-                     f"({', '.join(CLASSES)})")
-    try:
-        activation = model.get_layer("predictions").activation
-    except (ValueError, AttributeError):
-        raise reject("no output layer 'predictions' with an activation") from None
-    if getattr(activation, "__name__", None) != "softmax":
-        raise reject(f"output activation {getattr(activation, '__name__', activation)!r}, expected softmax")
-    attention = networks.attention_layers(model)
-    if (model.name == "baseline") == bool(attention):
-        raise reject(f"a {model.name!r} model with attention layers {attention or 'none'}")
-    try:
-        gradcam.default_layer(model)
-    except ParameterError as exc:
-        raise reject(str(exc)) from None
-    return model
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Prediction
 
@@ -239,7 +141,7 @@ def predict(model, image_paths) -> list[dict]:
     """
     paths = [Path(p) for p in image_paths]
     sizes = [check_image(p) for p in paths]  # every header first: a bomb is refused before anything decodes
-    size = input_size(model)
+    size = saving.input_size(model)
     images = np.stack([_load(p, size) for p in paths]) if paths else np.zeros((0, size, size, 3), np.uint8)
     probs = _probabilities(model, images)
     results = []
@@ -262,11 +164,11 @@ def predict(model, image_paths) -> list[dict]:
 def _attention_title(model, layer: str, predicted_index: int) -> str:
     from lesionscan.model import networks
 
-    if isinstance(model.get_layer(layer), networks.ClassAttention):
+    if isinstance(model.get_layer(layer), layers.ClassAttention):
         return f"class attention ({CLASSES[predicted_index]})"
-    if layer == networks.STAGE4_ATTENTION_LAYER:
+    if layer == layers.STAGE4_ATTENTION_LAYER:
         return "attention map (stage 4)"
-    if networks.STAGE4_ATTENTION_LAYER in networks.attention_layers(model):  # multiscale: name both stages
+    if layers.STAGE4_ATTENTION_LAYER in networks.attention_layers(model):  # multiscale: name both stages
         return "attention map (stage 5)"
     return "attention map"
 
@@ -280,7 +182,7 @@ def panel_titles(model, predicted_index: int) -> list[str]:
     return titles + [f"Grad-CAM ({CLASSES[predicted_index]})"]
 
 
-def explanation_maps(model, image_paths, predicted_indices) -> list[dict[str, np.ndarray]]:
+def panel_maps(model, image_paths, predicted_indices) -> list[dict[str, np.ndarray]]:
     """Per image, {panel title: map in [0, 1] at the model's input size} for every panel after the image.
 
     The attention map of each attention layer (the sum over heads; class
@@ -295,13 +197,13 @@ def explanation_maps(model, image_paths, predicted_indices) -> list[dict[str, np
     indices = np.asarray(predicted_indices, dtype=int).reshape(-1)
     if len(indices) != len(paths):
         raise ParameterError(f"got {len(indices)} class indices for {len(paths)} images")
-    size = input_size(model)
+    size = saving.input_size(model)
     batch = pipeline.preprocess(np.stack([_load(p, size) for p in paths]))
     columns: dict[str, list[np.ndarray]] = {}
     titles = [panel_titles(model, int(k))[1:] for k in indices]
     for j, layer in enumerate(networks.attention_layers(model)):
-        class_index = indices if isinstance(model.get_layer(layer), networks.ClassAttention) else None
-        maps = networks.attention_maps(model, batch, upsample_to=(size, size), layer=layer, class_index=class_index)
+        class_index = indices if isinstance(model.get_layer(layer), layers.ClassAttention) else None
+        maps = attention.attention_maps(model, batch, upsample_to=(size, size), layer=layer, class_index=class_index)
         columns[j] = [gradcam.scaled(m) for m in maps]
     cams = gradcam.gradcam(model, batch, indices)
     columns[len(columns)] = [np.clip(c, 0.0, 1.0) for c in cams]
@@ -342,11 +244,11 @@ def write_explanation(model, image_path, out_dir=None, predicted_index=None, *, 
     if not 0 <= predicted_index < len(CLASSES):
         raise ParameterError(f"predicted_index {predicted_index}: expected 0..{len(CLASSES) - 1}")
     if maps is None:
-        maps = explanation_maps(model, [image_path], [predicted_index])[0]
+        maps = panel_maps(model, [image_path], [predicted_index])[0]
     titles = panel_titles(model, predicted_index)
     if list(maps) != titles[1:]:
         raise ParameterError(f"maps have panels {list(maps)}; expected {titles[1:]}")
-    image = _load(image_path, max(DISPLAY_SIZE, input_size(model)))
+    image = _load(image_path, max(DISPLAY_SIZE, saving.input_size(model)))
 
     code = CLASSES[predicted_index]
     headline = f"{image_path.name}: {label(code)}"
@@ -421,7 +323,7 @@ def run(model_path, image_paths, out_dir=None) -> dict:
     paths = [Path(p) for p in image_paths]
     if not paths:
         raise ParameterError("no images given")
-    _check_archive(Path(model_path))
+    saving.check_archive(Path(model_path))
     problems = []
     for p in paths:
         try:
@@ -433,16 +335,16 @@ def run(model_path, image_paths, out_dir=None) -> dict:
     if problems:
         raise DataError(f"{len(problems)} images rejected:\n  " + "\n  ".join(problems))
     targets = _check_destinations(paths, out_dir)
-    model = load_lesionscan_model(model_path)
+    model = saving.load_model(model_path)
     results = predict(model, paths)
-    maps = explanation_maps(model, paths, [r["predicted_index"] for r in results])
+    maps = panel_maps(model, paths, [r["predicted_index"] for r in results])
     for result, path, target, image_maps in zip(results, paths, targets, maps):
         written = write_explanation(model, path, target.parent, result["predicted_index"],
                                     confidence=result["confidence"], maps=image_maps)
         result["explanation"] = str(written)
         result["panels"] = panel_titles(model, result["predicted_index"])
     return {"disclaimer": DISCLAIMER, "model": {"path": str(model_path), "kind": model.name,
-                                                "input_size": input_size(model)},
+                                                "input_size": saving.input_size(model)},
             "max_pixels": MAX_PIXELS, "results": results}
 
 
@@ -471,6 +373,3 @@ def format_json(report: dict) -> str:
     return json.dumps(report, indent=2)
 
 
-__all__ = ["MAX_PIXELS", "IMAGE_FORMATS", "DISCLAIMER", "check_image", "load_lesionscan_model", "input_size",
-           "predict", "panel_titles", "explanation_maps", "explanation_path", "write_explanation", "run",
-           "format_text", "format_json"]

@@ -33,9 +33,10 @@ overrides = {}
 import pandas as pd
 from IPython.display import Markdown, display
 
-from lesionscan.data import ham10000
-from lesionscan.figures import plots
 from lesionscan.analysis import reported
+from lesionscan.data import ham10000
+from lesionscan.figures.dataset import class_distribution, metadata_by_class, sample_grid
+from lesionscan.study import results
 from lesionscan.study.run_folder import open_run
 
 run = open_run(profile, artifacts_dir, data_dir, overrides)
@@ -48,7 +49,7 @@ display(Markdown(
     f"This run uses **{run.data_label}**: {len(dataset):,} images of "
     f"{dataset['lesion_id'].nunique():,} lesions in the {check.layout} layout "
     f"(metadata `{check.metadata.name}`), {check.masks_found:,} of them with a lesion mask "
-    f"(profile `{run.params['profile']}`). Every image listed in the metadata was found and decodes."))
+    f"(profile `{run.parameters.profile}`). Every image listed in the metadata was found and decodes."))
 
 # %% [markdown]
 # ## Classes (Table 4.1)
@@ -58,11 +59,11 @@ display(Markdown(
 # (the full HAM10000 release), read from the package's claims file.
 
 # %% tags=["remove-input"]
-class_table = run.save_table("class_table", reported.class_counts_beside_report(ham10000.class_table(dataset)))
+class_table = run.save(results.CLASS_TABLE, reported.class_counts_beside_report(ham10000.class_table(dataset)))
 display(class_table.style.hide(axis="index").format({"percent": "{:.1f}"}, na_rep="–"))
 
 # %% tags=["remove-input"] mystnb={"figure": {"caption": "Images per class in this run's data (the report's Table 4.1 as a figure).", "name": "fig-class-distribution"}}
-run.save_figure("class_distribution", plots.class_distribution(class_table))
+run.save(results.CLASS_DISTRIBUTION, class_distribution(class_table))
 
 # %% [markdown]
 # ## Images per lesion
@@ -72,7 +73,7 @@ run.save_figure("class_distribution", plots.class_distribution(class_table))
 # seen, not diagnosis of a new one.
 
 # %% tags=["remove-input"]
-lesions = run.save_table("images_per_lesion", ham10000.lesion_table(dataset))
+lesions = run.save(results.IMAGES_PER_LESION, ham10000.lesion_table(dataset))
 display(lesions.style.hide(axis="index"))
 
 # %% [markdown]
@@ -83,7 +84,7 @@ display(lesions.style.hide(axis="index"))
 
 # %% tags=["remove-input"]
 sizes = pd.DataFrame({"size on disk (W x H px)": list(check.image_sizes), "images": list(check.image_sizes.values())})
-display(run.save_table("image_sizes", sizes).style.hide(axis="index"))
+display(run.save(results.IMAGE_SIZES, sizes).style.hide(axis="index"))
 
 # %% [markdown]
 # ## Who the images come from
@@ -93,10 +94,10 @@ display(run.save_table("image_sizes", sizes).style.hide(axis="index"))
 # dermatofibroma) as well as the lesion itself.
 
 # %% tags=["remove-input"] mystnb={"figure": {"caption": "Age, sex and body site per class.", "name": "fig-metadata-by-class"}}
-run.save_figure("metadata_by_class", plots.metadata_by_class(dataset))
+run.save(results.METADATA_BY_CLASS, metadata_by_class(dataset))
 
 # %% [markdown]
 # ## Examples per class
 
 # %% tags=["remove-input"] mystnb={"figure": {"caption": "Five images of each class, drawn reproducibly with the run's seed.", "name": "fig-sample-grid"}}
-run.save_figure("sample_grid", plots.sample_grid(ham10000.sample_images(dataset, per_class=5, seed=run.params["seed"])))
+run.save(results.SAMPLE_GRID, sample_grid(ham10000.sample_images(dataset, per_class=5, seed=run.parameters.seed)))

@@ -35,32 +35,31 @@ overrides = {}
 # %% tags=["remove-cell"]
 from IPython.display import Markdown, display
 
-from lesionscan.data import ham10000, split
-from lesionscan.model import pipeline
-from lesionscan.figures import plots
 from lesionscan.analysis import reported
 from lesionscan.core.classes import CLASSES
+from lesionscan.data import ham10000, split
+from lesionscan.figures.dataset import augmentation_gallery, split_support
+from lesionscan.model import pipeline
+from lesionscan.study import results
 from lesionscan.study.run_folder import open_run
 
 run = open_run(profile, artifacts_dir, data_dir, overrides)
-p = run.params
+p = run.parameters
 dataset = ham10000.load_dataset(run.data_dir, verify_images=False)
-splits = {protocol: split.make_split(dataset, protocol, seed=p["seed"], val_fraction=p["val_fraction"],
-                                     test_fraction=p["test_fraction"])
-          for protocol in split.PROTOCOLS}
-chosen = splits[p["split_protocol"]]
-split.write_split(chosen, run.split_path)
+splits = {protocol: run.split_table(protocol) for protocol in split.PROTOCOLS}
+chosen = splits[p.split.protocol]
+split.write_split(chosen, run.path(results.SPLIT_TABLE))
 
 # %% tags=["remove-input"]
 display(Markdown(
-    f"This run trains and tests on the **`{p['split_protocol']}`** protocol (seed {p['seed']}), "
+    f"This run trains and tests on the **`{p.split.protocol}`** protocol (seed {p.seed}), "
     f"on {run.data_label}."))
 
 # %% [markdown]
 # ## Class support per subset
 
 # %% tags=["remove-input"]
-support = run.save_table("split_support", split.support_table(chosen).reset_index())
+support = run.save(results.SPLIT_SUPPORT, split.support_table(chosen).reset_index())
 display(support.style.hide(axis="index"))
 
 # %% [markdown]
@@ -68,15 +67,15 @@ display(support.style.hide(axis="index"))
 # The `seed` protocol reproduces it class by class on the real HAM10000:
 
 # %% tags=["remove-input"]
-if p["split_protocol"] == "seed" and p["data"] != "synthetic":
-    display(run.save_table("test_support_vs_report", reported.test_support_beside_report(
+if p.split.protocol == "seed" and p.data.source != "synthetic":
+    display(run.save(results.TEST_SUPPORT_VS_REPORT, reported.test_support_beside_report(
         split.support_table(chosen))).style.hide(axis="index"))
 else:
     display(Markdown(f"*Not shown for this run: it uses {run.data_label} and the "
-                     f"`{p['split_protocol']}` protocol, so its test set cannot match the report's.*"))
+                     f"`{p.split.protocol}` protocol, so its test set cannot match the report's.*"))
 
 # %% tags=["remove-input"] mystnb={"figure": {"caption": "Images per class in the training, validation and test subsets under each split protocol.", "name": "fig-split-support"}}
-run.save_figure("split_support", plots.split_support({name: split.support_table(s) for name, s in splits.items()}))
+run.save(results.SPLIT_SUPPORT_FIGURE, split_support({name: split.support_table(s) for name, s in splits.items()}))
 
 # %% [markdown]
 # ## Leakage: lesions shared between subsets
@@ -88,7 +87,7 @@ run.save_figure("split_support", plots.split_support({name: split.support_table(
 import pandas as pd
 
 leakage = pd.concat([split.leakage_table(s).assign(protocol=name) for name, s in splits.items()], ignore_index=True)
-leakage = run.save_table("leakage", leakage[["protocol"] + [c for c in leakage.columns if c != "protocol"]])
+leakage = run.save(results.SHARED_LESIONS, leakage[["protocol"] + [c for c in leakage.columns if c != "protocol"]])
 display(leakage.style.hide(axis="index"))
 
 # %% [markdown]
@@ -100,9 +99,9 @@ display(leakage.style.hide(axis="index"))
 
 # %% tags=["remove-input"] mystnb={"figure": {"caption": "One training image and augmented copies of it, made by the training pipeline itself.", "name": "fig-augmentation-gallery"}}
 train_paths = chosen.merge(dataset[["image_id", "image_path"]], on="image_id").query("subset == 'train'")
-original = pipeline.load_image(train_paths["image_path"].iloc[0], p["image_size"])
-copies = pipeline.augmented_copies(original, n=7, seed=p["seed"])
-run.save_figure("augmentation_gallery", plots.augmentation_gallery(original, copies))
+original = pipeline.load_image(train_paths["image_path"].iloc[0], p.pipeline.image_size)
+copies = pipeline.augmented_copies(original, n=7, seed=p.seed)
+run.save(results.AUGMENTATION_GALLERY, augmentation_gallery(original, copies))
 
 # %% [markdown]
 # ## Class balance during training
@@ -113,6 +112,6 @@ run.save_figure("augmentation_gallery", plots.augmentation_gallery(original, cop
 # epoch then contains, so balancing and weighting never correct twice.
 
 # %% tags=["remove-input"]
-balance = run.save_table("training_balance", pipeline.balance_table(
-    train_paths["dx"].map(CLASSES.index).to_numpy(), p["balance_target"] or None))
+balance = run.save(results.TRAINING_BALANCE, pipeline.balance_table(
+    train_paths["dx"].map(CLASSES.index).to_numpy(), p.pipeline.balance_target or None))
 display(balance.style.hide(axis="index"))

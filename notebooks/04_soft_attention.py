@@ -36,14 +36,15 @@ overrides = {}
 from IPython.display import Markdown, display
 
 from lesionscan.analysis import evaluation
-from lesionscan.study import experiments
-from lesionscan.figures import plots
+from lesionscan.figures.performance import confusion_matrix, roc_curves
+from lesionscan.figures.training import training_curves
+from lesionscan.study import experiments, results
 from lesionscan.study.run_folder import open_run
 
 run = open_run(profile, artifacts_dir, data_dir, overrides)
 
 # %% tags=["hide-cell"]
-result = experiments.train_and_evaluate(run, "soft_attention")
+result = experiments.train_and_evaluate(run, run.parameters.recipe("soft_attention"))
 
 # %% tags=["remove-input"]
 display(Markdown(experiments.provenance(run, result)))
@@ -52,17 +53,18 @@ display(Markdown(experiments.provenance(run, result)))
 # ## Training curves
 
 # %% tags=["remove-input"] mystnb={"figure": {"caption": "Soft attention: loss and accuracy per epoch on the training and validation subsets.", "name": "fig-soft-attention-training-curves"}}
-run.save_figure("soft_attention_training_curves", plots.training_curves(result.history))
+run.save(results.TRAINING_CURVES.of(model="soft_attention"), training_curves(result.history))
 
 # %% [markdown]
 # ## Test metrics
 
 # %% tags=["remove-input"]
-display(run.save_table("soft_attention_metrics", experiments.comparison_table({"soft_attention": result.metrics})).style.hide(axis="index"))
+metrics_table = experiments.comparison_table({"soft_attention": result.metrics})
+display(run.save(results.MODEL_METRICS.of(model="soft_attention"), metrics_table).style.hide(axis="index"))
 
 # %% tags=["remove-input"]
-display(run.save_table("soft_attention_classification_report",
-                       evaluation.classification_report_table(result.predictions)).style.hide(axis="index"))
+display(run.save(results.CLASSIFICATION_REPORT.of(model="soft_attention"),
+                 evaluation.classification_report_table(result.predictions)).style.hide(axis="index"))
 
 # %% [markdown]
 # ## Confusion matrix
@@ -71,11 +73,11 @@ display(run.save_table("soft_attention_classification_report",
 # each row normalised to 1 on the right.
 
 # %% tags=["remove-input"] mystnb={"figure": {"caption": "Soft attention: confusion matrix on the test subset, in counts and row-normalised.", "name": "fig-soft-attention-confusion"}}
-run.save_figure("soft_attention_confusion", plots.confusion_matrix(evaluation.confusion(result.predictions),
-                                                              evaluation.confusion(result.predictions, normalize=True)))
+counts, shares = evaluation.confusion(result.predictions), evaluation.confusion(result.predictions, normalize=True)
+run.save(results.CONFUSION.of(model="soft_attention"), confusion_matrix(counts, shares))
 
 # %% [markdown]
 # ## ROC curves (one class against the rest)
 
 # %% tags=["remove-input"] mystnb={"figure": {"caption": "Soft attention: one-against-rest ROC curve of each class on the test subset, with its AUC.", "name": "fig-soft-attention-roc"}}
-run.save_figure("soft_attention_roc", plots.roc_curves(result.predictions))
+run.save(results.ROC.of(model="soft_attention"), roc_curves(result.predictions))

@@ -33,19 +33,18 @@ overrides = {}
 # %% tags=["remove-cell"]
 from IPython.display import Markdown, display
 
-from lesionscan.study import ablation, experiments
+from lesionscan.analysis import reported, resampling, wording
+from lesionscan.figures.performance import interval_comparison, metric_comparison, reliability_diagram
 from lesionscan.model import networks
-from lesionscan.figures import plots
-from lesionscan.analysis import reported, resampling
+from lesionscan.study import experiments, results
+from lesionscan.study.results import MAIN_MODELS
 from lesionscan.study.run_folder import open_run
 
 run = open_run(profile, artifacts_dir, data_dir, overrides)
-p = run.params
-main_models = ("baseline", "soft_attention")
-metrics = {name: run.read_metrics(name) for name in main_models}
-predictions = {name: run.read_predictions(name) for name in main_models}
-intervals = {name: resampling.bootstrap_metrics(predictions[name], n_resamples=p["bootstrap_resamples"], seed=p["seed"])
-             for name in main_models}
+p = run.parameters
+metrics = {name: run.read_metrics(name) for name in MAIN_MODELS}
+predictions = {name: run.read_predictions(name) for name in MAIN_MODELS}
+intervals = {name: resampling.bootstrap_metrics(predictions[name], **p.bootstrap) for name in MAIN_MODELS}
 
 # %% tags=["remove-input"]
 display(Markdown(experiments.provenance_text(run)))
@@ -54,7 +53,7 @@ display(Markdown(experiments.provenance_text(run)))
 # ## Our two models, with 95 % intervals
 
 # %% tags=["remove-input"]
-table = run.save_table("model_comparison_intervals", experiments.interval_table(intervals, metrics))
+table = run.save(results.MODEL_COMPARISON, experiments.interval_table(intervals, metrics))
 display(table.style.hide(axis="index").format(precision=3, na_rep="–"))
 
 # %% [markdown]
@@ -67,10 +66,10 @@ display(table.style.hide(axis="index").format(precision=3, na_rep="–"))
 
 # %% tags=["remove-input"]
 paired = resampling.paired_bootstrap(predictions["baseline"], predictions["soft_attention"], "balanced_accuracy",
-                                n_resamples=p["bootstrap_resamples"], seed=p["seed"])
+                                     **p.bootstrap)
 mcnemar = resampling.mcnemar(predictions["baseline"], predictions["soft_attention"])
-sa_verdict = resampling.verdict(paired, mcnemar, "baseline", "soft-attention model")
-run.save_json("sa_vs_baseline", {"paired_bootstrap": paired, "mcnemar": mcnemar, "verdict": sa_verdict})
+sa_verdict = wording.model_comparison_verdict(paired, mcnemar, "baseline", "soft-attention model")
+run.save(results.SA_VS_BASELINE, {"paired_bootstrap": paired, "mcnemar": mcnemar, "verdict": sa_verdict})
 display(Markdown(f"**{sa_verdict}**"))
 
 # %% [markdown]
@@ -81,11 +80,11 @@ display(Markdown(f"**{sa_verdict}**"))
 # twice with different values; each is listed.
 
 # %% tags=["remove-input"]
-claims = run.save_table("report_comparison", reported.comparison_with_intervals(metrics, intervals))
+claims = run.save(results.REPORT_COMPARISON, reported.comparison_with_intervals(metrics, intervals))
 display(claims.style.hide(axis="index").format(precision=3, na_rep="–"))
 
 # %% tags=["remove-input"] mystnb={"figure": {"caption": "Each number the report claims (marker) against our value and its 95 % interval.", "name": "fig-report-comparison"}}
-run.save_figure("report_comparison", plots.interval_comparison(claims))
+run.save(results.REPORT_COMPARISON_FIGURE, interval_comparison(claims))
 
 # %% [markdown]
 # ## Finding melanoma
@@ -97,7 +96,7 @@ run.save_figure("report_comparison", plots.interval_comparison(claims))
 # thresholds are chosen on the test set itself, so these are best cases.
 
 # %% tags=["remove-input"]
-display(run.save_table("melanoma_sensitivity", resampling.melanoma_table(predictions, intervals))
+display(run.save(results.MELANOMA_SENSITIVITY, resampling.melanoma_table(predictions, intervals))
         .style.hide(axis="index").format(precision=3, na_rep="–"))
 
 # %% [markdown]
@@ -107,8 +106,8 @@ display(run.save_table("melanoma_sensitivity", resampling.melanoma_table(predict
 # matches its accuracy is measured by the expected calibration error (ECE).
 
 # %% tags=["remove-input"] mystnb={"figure": {"caption": "Reliability diagram: accuracy against confidence per bin for both models; the diagonal is perfect calibration.", "name": "fig-reliability"}}
-run.save_figure("reliability", plots.reliability_diagram(
-    {name: resampling.reliability_table(predictions[name]) for name in main_models}))
+run.save(results.RELIABILITY, reliability_diagram(
+    {name: resampling.reliability_table(predictions[name]) for name in MAIN_MODELS}))
 
 # %% [markdown]
 # ## Ablation: what each part of the model does
@@ -121,22 +120,21 @@ run.save_figure("reliability", plots.reliability_diagram(
 # computed for this run's input size.
 
 # %% tags=["remove-input"]
-display(run.save_table("model_parameters", networks.parameter_counts(image_size=p["image_size"],
-                                                                     attention_heads=p["attention_heads"]))
+display(run.save(results.MODEL_PARAMETERS, networks.parameter_counts(p.pipeline.image_size, p.model))
         .style.hide(axis="index").format(thousands=","))
 
 # %% tags=["hide-cell"]
-variant_results = ablation.variants(run)
+variant_results = experiments.variants(run)
 
 # %% tags=["remove-input"]
-variant_intervals = {name: resampling.bootstrap_metrics(pred, n_resamples=p["bootstrap_resamples"], seed=p["seed"])
+variant_intervals = {name: resampling.bootstrap_metrics(pred, **p.bootstrap)
                      for name, (_, pred) in variant_results.items()}
-variant_table = run.save_table("ablation", experiments.interval_table(
+variant_table = run.save(results.ABLATION, experiments.interval_table(
     variant_intervals, {name: m for name, (m, _) in variant_results.items()}))
 display(variant_table.style.hide(axis="index").format(precision=3, na_rep="–"))
 
 # %% tags=["remove-input"] mystnb={"figure": {"caption": "The model variants side by side, trained and tested under the same protocol and seed.", "name": "fig-ablation"}}
-run.save_figure("ablation", plots.metric_comparison(
+run.save(results.ABLATION_FIGURE, metric_comparison(
     experiments.comparison_table({name: m for name, (m, _) in variant_results.items()})))
 
 # %% [markdown]
@@ -147,10 +145,10 @@ run.save_figure("ablation", plots.metric_comparison(
 # is trained once per seed in `extra_seeds` besides the run's own.
 
 # %% tags=["hide-cell"]
-seed_results = ablation.seeds(run)
+seed_results = experiments.seeds(run)
 
 # %% tags=["remove-input"]
-display(run.save_table("seeds", ablation.seed_table(seed_results)).style.hide(axis="index")
+display(run.save(results.SEEDS, experiments.seed_table(seed_results)).style.hide(axis="index")
         .format(precision=3, na_rep="–"))
 
 # %% [markdown]
@@ -165,9 +163,9 @@ display(run.save_table("seeds", ablation.seed_table(seed_results)).style.hide(ax
 # (`epochs` gives how long each model trained).
 
 # %% tags=["hide-cell"]
-leakage_results = ablation.leakage(run)
+leakage_results = experiments.leakage(run)
 
 # %% tags=["remove-input"]
-display(run.save_table("leakage_audit", ablation.leakage_table(
-    leakage_results, reference=p["split_protocol"], n_resamples=p["bootstrap_resamples"], seed=p["seed"]))
+display(run.save(results.LEAKAGE_AUDIT, experiments.leakage_table(leakage_results, reference=p.split.protocol,
+                                                                   **p.bootstrap))
         .style.hide(axis="index").format(precision=3, na_rep="–"))

@@ -38,14 +38,14 @@ overrides = {}
 import pandas as pd
 from IPython.display import Markdown, display
 
-from lesionscan.analysis import agreement
-from lesionscan.study import experiments, interpretability
-from lesionscan.figures import plots
+from lesionscan.analysis import agreement, wording
 from lesionscan.core.classes import CLASSES, label
+from lesionscan.figures.explanations import agreement_chart, explanation_panel
+from lesionscan.study import experiments, interpretability, results
 from lesionscan.study.run_folder import open_run
 
 run = open_run(profile, artifacts_dir, data_dir, overrides)
-p = run.params
+p = run.parameters
 trained = interpretability.load_models(run)
 
 # %% tags=["remove-input"]
@@ -61,11 +61,11 @@ display(Markdown(experiments.provenance_text(run)))
 # lesion mask. Each map is scaled to its own range.
 
 # %% tags=["remove-input"] mystnb={"figure": {"caption": "Test images of one true class (named above the figure) with the attention map and Grad-CAM of both models; the dashed line outlines the lesion mask."}}
-rows = interpretability.example_rows(run, trained, per_class=p["explain_per_class"])
+rows = interpretability.example_rows(run, trained, per_class=p.interpretability.explain_per_class)
 for dx in CLASSES:
     class_rows = [row for row in rows if row["true"] == dx]
     if class_rows:
-        display(run.save_figure(f"explanations_{dx}", plots.explanation_panel(
+        display(run.save(results.EXPLANATIONS.of(dx=dx), explanation_panel(
             class_rows, styles=interpretability.PANEL_STYLES, title=f"True class: {label(dx)}")))
 
 # %% [markdown]
@@ -88,17 +88,18 @@ scores, likeness = interpretability.score_test_subset(run, trained)
 
 # %% tags=["remove-input"]
 if scores is None:
-    display(Markdown(f"**This dataset has no lesion masks** (`{run.data_dir}` has no "
-                     "`HAM10000_segmentations_lesion_tschandl/`), so the maps above cannot be scored."))
+    no_masks = (f"this dataset has no lesion masks (`{run.data_dir}` has no "
+                "`HAM10000_segmentations_lesion_tschandl/`), so the maps cannot be scored")
+    run.save(results.MASK_AGREEMENT_VERDICT, {"scored": False, "reason": no_masks, "verdict": None})
+    display(Markdown(f"**{wording.capital(no_masks)}.**"))
 else:
-    run.save_table("mask_agreement_scores", scores)
-    table = run.save_table("mask_agreement", agreement.agreement_table(
-        scores, n_resamples=p["bootstrap_resamples"], seed=p["seed"]))
+    run.save(results.MASK_AGREEMENT_SCORES, scores)
+    table = run.save(results.MASK_AGREEMENT, agreement.agreement_table(scores, **p.bootstrap))
     display(agreement.summary(table))
 
 # %% tags=["remove-input"] mystnb={"figure": {"caption": "Agreement of each map with the lesion masks over the test subset, with 95 % intervals; hatched grey bars are the two reference maps.", "name": "fig-mask-agreement"}}
 if scores is not None:
-    display(run.save_figure("mask_agreement", plots.agreement_chart(table)))
+    display(run.save(results.MASK_AGREEMENT_FIGURE, agreement_chart(table)))
 
 # %% [markdown]
 # ### Soft attention against the centre prior
@@ -109,13 +110,14 @@ if scores is not None:
 # %% tags=["remove-input"]
 if scores is not None:
     differences = [agreement.paired_difference(scores, interpretability.ATTENTION, reference, metric,
-                                               n_resamples=p["bootstrap_resamples"], seed=p["seed"])
+                                               **p.bootstrap)
                    for reference in agreement.REFERENCE_METHODS for metric in agreement.METRICS]
-    run.save_table("mask_agreement_differences", pd.DataFrame(differences))
+    run.save(results.MASK_AGREEMENT_DIFFERENCES, pd.DataFrame(differences))
     display(agreement.differences_summary(differences).style.hide(axis="index"))
     centre = [d for d in differences if d["reference"] == agreement.REFERENCE_METHODS[0]]
-    text = agreement.verdict(centre, "The soft-attention map")
-    run.save_json("mask_agreement_verdict", {"verdict": text, "differences": differences})
+    text = wording.map_agreement_verdict(centre, "The soft-attention map")
+    run.save(results.MASK_AGREEMENT_VERDICT, {"scored": True, "reason": None, "verdict": text,
+                                             "differences": differences})
     display(Markdown(f"**{text}**"))
 
 # %% [markdown]
@@ -129,7 +131,7 @@ if scores is not None:
 
 # %% tags=["remove-input"]
 if likeness:
-    display(run.save_table("map_likeness_to_average", agreement.likeness_table(likeness))
+    display(run.save(results.MAP_LIKENESS, agreement.likeness_table(likeness))
             .style.hide(axis="index").format(precision=2))
 
 # %% [markdown]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lesionscan.study import ablation
+from lesionscan.study import experiments
 from lesionscan.analysis import evaluation
 from lesionscan.core.classes import CLASSES
 
@@ -27,7 +27,7 @@ def _result(seed, skill, epochs):
 
 def test_leakage_table_gives_each_protocol_its_interval_and_its_difference_to_the_reference():
     results = {"seed": _result(0, 0.5, 13), "image": _result(1, 0.9, 7)}
-    table = ablation.leakage_table(results, reference="seed", n_resamples=100, seed=0)
+    table = experiments.leakage_table(results, reference="seed", n_resamples=100, seed=0)
     assert list(table.columns) == ["protocol", "metric", "test images", "epochs", "value", "low", "high",
                                    "minus seed"]
     seed_rows, image_rows = table[table["protocol"] == "seed"], table[table["protocol"] == "image"]
@@ -39,7 +39,7 @@ def test_leakage_table_gives_each_protocol_its_interval_and_its_difference_to_th
 def test_seed_table_shows_mean_and_spread_per_model():
     by_kind = {"baseline": {0: _result(0, 0.5, 5)[0], 1: _result(2, 0.7, 5)[0]},
                "soft_attention": {0: _result(3, 0.6, 5)[0]}}
-    table = ablation.seed_table(by_kind).set_index(["model", "metric"])
+    table = experiments.seed_table(by_kind).set_index(["model", "metric"])
     accuracy = [by_kind["baseline"][s]["accuracy"] for s in (0, 1)]
     assert table.loc[("baseline", "accuracy"), "mean"] == pytest.approx(np.mean(accuracy))
     assert table.loc[("baseline", "accuracy"), "n_seeds"] == 2

@@ -12,12 +12,13 @@ from matplotlib.figure import Figure  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from lesionscan.analysis import agreement  # noqa: E402
-from lesionscan.figures import plots  # noqa: E402
+from lesionscan.figures import explanations, style  # noqa: E402
 from lesionscan.analysis.agreement import (METRICS, REFERENCE_METHODS, agreement_scores, agreement_table,  # noqa: E402
                                   centre_gaussian, energy_inside, load_mask, load_masks, paired_difference,
-                                  pointing_game, topk_iou, uniform_map, verdict)
+                                  pointing_game, topk_iou, uniform_map)
 from lesionscan.core.errors import DataError, ParameterError  # noqa: E402
-from lesionscan.analysis.resampling import _stratified_counts  # noqa: E402
+from lesionscan.analysis.resampling import stratified_counts  # noqa: E402
+from lesionscan.analysis.wording import map_agreement_verdict  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -227,7 +228,7 @@ def test_agreement_table_interval_matches_a_plain_resampling_loop(scored):
     table = agreement_table(scores, n_resamples=50, seed=4, level=0.9)
     rows = scores[(scores["method"] == "poor") & (scores["metric"] == "topk_iou")]
     y = np.array([agreement.CLASSES.index(dx) for dx in rows["dx"]])
-    counts = _stratified_counts(y, 50, 4)
+    counts = stratified_counts(y, 50, 4)
     values = rows["score"].to_numpy()
     means = [np.nanmean(np.repeat(values, c.astype(int))) for c in counts]
     row = table[(table["method"] == "poor") & (table["metric"] == "topk_iou") & (table["class"] == "all")]
@@ -253,22 +254,22 @@ def _diff(low, high, metric="energy_inside", reference="centre prior (Gaussian)"
 
 
 def test_verdict_wording_follows_the_interval():
-    more = verdict([_diff(0.03, 0.09)], "soft attention")
+    more = map_agreement_verdict([_diff(0.03, 0.09)], "soft attention")
     assert more.startswith("Soft attention points at the lesion more than the centre prior does")
     assert "energy inside the mask is 0.61 against 0.55" in more and "+0.03 to +0.09" in more
-    less = verdict([_diff(-0.09, -0.03, reference="uniform")], "soft attention")
+    less = map_agreement_verdict([_diff(-0.09, -0.03, reference="uniform")], "soft attention")
     assert "less than a uniform map" in less and "more" not in less
-    unclear = verdict([_diff(-0.02, 0.04, metric="topk_iou")], "Grad-CAM")
+    unclear = map_agreement_verdict([_diff(-0.02, 0.04, metric="topk_iou")], "Grad-CAM")
     assert "no clearer than the centre prior" in unclear and "includes zero" in unclear
     assert "IoU of the top-k pixels" in unclear
-    both = verdict([_diff(0.03, 0.09), _diff(-0.02, 0.04, metric="pointing_game")], "soft attention")
+    both = map_agreement_verdict([_diff(0.03, 0.09), _diff(-0.02, 0.04, metric="pointing_game")], "soft attention")
     assert "more" in both and "no clearer" in both and "pointing game" in both
 
 
 def test_verdict_from_real_differences(scored):
     scores, _ = scored
     differences = [paired_difference(scores, "good", "uniform", m, n_resamples=200) for m in METRICS]
-    text = verdict(differences, "the good map")
+    text = map_agreement_verdict(differences, "the good map")
     assert text.startswith("The good map points at the lesion more than a uniform map does")
     for metric in METRICS:
         assert agreement.METRIC_LABELS[metric] in text
@@ -276,11 +277,11 @@ def test_verdict_from_real_differences(scored):
 
 def test_agreement_chart_one_panel_per_metric(scored):
     scores, _ = scored
-    fig = plots.agreement_chart(agreement_table(scores, n_resamples=100))
+    fig = explanations.agreement_chart(agreement_table(scores, n_resamples=100))
     try:
         assert isinstance(fig, Figure)
         assert len(fig.axes) == len(METRICS)
-        assert fig.get_size_inches()[0] <= plots.PAGE_WIDTH
+        assert fig.get_size_inches()[0] <= style.PAGE_WIDTH
         labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
         assert sum("(reference)" in t for t in labels) == 2 and len(labels) == 4
         assert all(ax.get_xlim() == (0.0, 1.0) for ax in fig.axes)

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from lesionscan.study import findings
+from lesionscan.study import findings, results
 from lesionscan.core import parameters
 from lesionscan.study.run_folder import Run
 
@@ -26,20 +26,21 @@ def _write_results(run):
          "low": 0.65, "high": 0.75},
         {"model": "baseline", "metric": "accuracy", "section": "Table 4.2", "report": 0.85, "ours": 0.6,
          "low": 0.55, "high": 0.66},
-    ]).to_csv(run.table_path("report_comparison"), index=False)
+    ]).to_csv(run.path(results.REPORT_COMPARISON), index=False)
     run.metrics_path("soft_attention").write_text(json.dumps({"majority_baseline": {"accuracy": 0.801},
                                                               "epochs_trained": 13}))
     run.metrics_path("soft_attention_image").write_text(json.dumps({"epochs_trained": 7}))
-    run.metrics_path("sa_vs_baseline").write_text(json.dumps({"verdict": "No evidence either way."}))
+    run.path(results.SA_VS_BASELINE).write_text(json.dumps({"verdict": "No evidence either way."}))
     pd.DataFrame([
         {"protocol": "seed", "metric": "balanced_accuracy", "test images": 828, "value": 0.55, "low": 0.5,
          "high": 0.6},
         {"protocol": "image", "metric": "balanced_accuracy", "test images": 1503, "value": 0.70, "low": 0.66,
          "high": 0.74},
-    ]).to_csv(run.table_path("leakage_audit"), index=False)
-    run.metrics_path("mask_agreement_verdict").write_text(json.dumps({"verdict": "Attention looks at the border."}))
+    ]).to_csv(run.path(results.LEAKAGE_AUDIT), index=False)
+    run.path(results.MASK_AGREEMENT_VERDICT).write_text(json.dumps({"scored": True, "reason": None,
+                                                                    "verdict": "Attention looks at the border."}))
     pd.DataFrame([{"method": "soft attention", "median correlation with the average map": 0.998}]).to_csv(
-        run.table_path("map_likeness_to_average"), index=False)
+        run.path(results.MAP_LIKENESS), index=False)
 
 
 def test_findings_state_the_runs_numbers_beside_the_reports(tmp_path):
@@ -59,7 +60,7 @@ def test_findings_state_the_runs_numbers_beside_the_reports(tmp_path):
 def test_findings_say_what_did_not_run(tmp_path):
     run = _run(tmp_path, "cpu")
     run.dir.mkdir()
-    text = findings.findings_markdown(run)
+    text = findings.findings_markdown(run, chapters_run=results.CHAPTERS[:4])
     assert "was not run" in text and "not run (chapter 5)" in text and "not measured" in text
     assert "Leakage" not in text
 
@@ -70,3 +71,21 @@ def test_findings_say_what_did_not_run(tmp_path):
 ])
 def test_data_description_names_what_limits_the_run(tmp_path, profile, words):
     assert words in findings.data_description(_run(tmp_path, profile))
+
+
+def test_a_result_missing_after_its_chapter_ran_names_that_chapter(tmp_path):
+    """A renamed or lost result is an error naming its writer, never "was not run"."""
+    run = _run(tmp_path)
+    run.dir.mkdir()
+    with pytest.raises(results.MissingResult, match="chapter 05_ablation"):
+        findings.findings_markdown(run)
+
+
+def test_parts_the_profile_skips_are_said_to_be_skipped(tmp_path):
+    run = _run(tmp_path, leakage_protocols="")
+    _write_results(run)
+    run.path(results.MASK_AGREEMENT_VERDICT).write_text(json.dumps(
+        {"scored": False, "reason": "this dataset has no lesion masks", "verdict": None}))
+    text = findings.findings_markdown(run)
+    assert "Leakage" not in text  # no image-level model was trained: nothing to read, nothing said
+    assert "**Where attention looks:** not measured: this dataset has no lesion masks" in text

@@ -47,10 +47,10 @@ def test_a_class_short_of_correct_predictions_shows_more_mistakes():
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """A run on 180 synthetic images at 32 px with untrained models and their test predictions."""
-    from lesionscan.study import experiments
-    from lesionscan.model import networks, pipeline
     from lesionscan.core import parameters
-    from lesionscan.data import split, synthetic
+    from lesionscan.data import synthetic
+    from lesionscan.model import networks, pipeline
+    from lesionscan.study import experiments
     from lesionscan.study.run_folder import Run
 
     root = tmp_path_factory.mktemp("interp")
@@ -58,13 +58,10 @@ def tiny_run(tmp_path_factory):
     params = parameters.resolve("smoke", {"image_size": 32})
     params["data_dir"] = str(data_dir)
     run = Run(dir=root / "run", params=params)
-    from lesionscan.data import ham10000
-
-    split.write_split(split.make_split(ham10000.load_dataset(data_dir), "seed", seed=0), run.split_path)
     test = experiments.subsets(run)["test"]
     images = pipeline.preprocess(np.stack([pipeline.load_image(p, 32) for p in test["image_path"]]).astype("float32"))
     for kind in ("soft_attention", "baseline"):
-        model = experiments.build(run, kind)
+        model = networks.build_model(kind, 32, run.parameters.model)
         run.model_path(kind).parent.mkdir(parents=True, exist_ok=True)
         model.save(run.model_path(kind))
         probs = model.predict(images, verbose=0)

@@ -7,7 +7,11 @@ keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
 from lesionscan.model import networks  # noqa: E402
+from lesionscan.core.parameters import ModelSection
 from lesionscan.core.errors import ParameterError  # noqa: E402
+from lesionscan.model import saving
+from lesionscan.model import layers
+from lesionscan.explain import attention
 
 
 def _features(batch=2, size=5, channels=8, seed=0):
@@ -15,7 +19,7 @@ def _features(batch=2, size=5, channels=8, seed=0):
 
 
 def test_attention_output_shapes():
-    layer = networks.SoftAttention(heads=3)
+    layer = layers.SoftAttention(heads=3)
     attended, maps = layer(_features())
     assert tuple(attended.shape) == (2, 5, 5, 8)
     assert tuple(maps.shape) == (2, 5, 5, 3)
@@ -23,7 +27,7 @@ def test_attention_output_shapes():
 
 
 def test_each_head_is_a_distribution_over_positions():
-    _, maps = networks.SoftAttention(heads=4)(_features(size=6))
+    _, maps = layers.SoftAttention(heads=4)(_features(size=6))
     maps = np.asarray(maps)
     assert (maps >= 0).all()
     np.testing.assert_allclose(maps.sum(axis=(1, 2)), 1.0, rtol=1e-5)
@@ -31,7 +35,7 @@ def test_each_head_is_a_distribution_over_positions():
 
 def test_attended_is_gamma_times_features_times_summed_maps():
     x = _features()
-    layer = networks.SoftAttention(heads=2, gamma_init=0.5)
+    layer = layers.SoftAttention(heads=2, gamma_init=0.5)
     attended, maps = layer(x)
     expected = 0.5 * x * np.asarray(maps).sum(axis=-1, keepdims=True)
     np.testing.assert_allclose(np.asarray(attended), expected, rtol=1e-5, atol=1e-6)
@@ -39,7 +43,7 @@ def test_attended_is_gamma_times_features_times_summed_maps():
 
 
 def test_gradients_reach_gamma_and_kernel():
-    layer = networks.SoftAttention(heads=2)
+    layer = layers.SoftAttention(heads=2)
     x = tf.constant(_features())
     layer(x)
     with tf.GradientTape() as tape:
@@ -53,15 +57,15 @@ def test_gradients_reach_gamma_and_kernel():
 
 
 def test_attention_config_round_trip():
-    layer = networks.SoftAttention(heads=5, gamma_init=0.25, kernel_size=1, name="att")
-    clone = networks.SoftAttention.from_config(layer.get_config())
+    layer = layers.SoftAttention(heads=5, gamma_init=0.25, kernel_size=1, name="att")
+    clone = layers.SoftAttention.from_config(layer.get_config())
     assert (clone.heads, clone.gamma_init, clone.kernel_size, clone.name) == (5, 0.25, 1, "att")
-    assert keras.saving.get_registered_name(networks.SoftAttention) == "lesionscan>SoftAttention"
+    assert keras.saving.get_registered_name(layers.SoftAttention) == "lesionscan>SoftAttention"
 
 
 def test_attention_rejects_zero_heads():
     with pytest.raises(ParameterError, match="attention_heads"):
-        networks.SoftAttention(heads=0)
+        layers.SoftAttention(heads=0)
 
 
 @pytest.fixture(scope="module")
@@ -72,13 +76,13 @@ def images():
 @pytest.fixture(scope="module")
 def sa_model():
     keras.utils.set_random_seed(0)
-    return networks.build_model("soft_attention", image_size=64, attention_heads=4, gamma_init=0.7)
+    return networks.build_model("soft_attention", 64, ModelSection(attention_heads=4, gamma_init=0.7))
 
 
 @pytest.fixture(scope="module")
 def baseline_model():
     keras.utils.set_random_seed(0)
-    return networks.build_model("baseline", image_size=64)
+    return networks.build_model("baseline", 64)
 
 
 def test_models_build_flat_with_named_layers(sa_model, baseline_model):
@@ -98,7 +102,7 @@ def test_models_build_flat_with_named_layers(sa_model, baseline_model):
 
 def test_unknown_kind_is_a_parameter_error():
     with pytest.raises(ParameterError, match="baseline, soft_attention"):
-        networks.build_model("vgg", image_size=64)
+        networks.build_model("vgg", 64)
 
 
 @pytest.mark.parametrize("which", ["sa", "baseline"])
@@ -106,40 +110,40 @@ def test_save_and_reload_predict_identically(which, sa_model, baseline_model, im
     model = sa_model if which == "sa" else baseline_model
     path = tmp_path / "model.keras"
     model.save(path)
-    reloaded = networks.load_model(path)
+    reloaded = saving.load_model(path)
     assert reloaded.name == model.name
     np.testing.assert_array_equal(model.predict(images, verbose=0), reloaded.predict(images, verbose=0))
     assert len(networks.backbone_layers(reloaded)) == len(networks.backbone_layers(model))
     if which == "sa":
         assert float(reloaded.get_layer("soft_attention").gamma.numpy()) == pytest.approx(0.7)
-        np.testing.assert_allclose(networks.attention_maps(reloaded, images), networks.attention_maps(model, images),
+        np.testing.assert_allclose(attention.attention_maps(reloaded, images), attention.attention_maps(model, images),
                                    rtol=1e-6)
 
 
 def test_attention_maps_shape_and_upsampling(sa_model, images):
-    maps = networks.attention_maps(sa_model, images)
+    maps = attention.attention_maps(sa_model, images)
     assert maps.shape == (3, 2, 2)
     np.testing.assert_allclose(maps.sum(axis=(1, 2)), 4.0, rtol=1e-5)  # K heads, each sums to 1
-    up = networks.attention_maps(sa_model, images, upsample_to=(64, 48))
+    up = attention.attention_maps(sa_model, images, upsample_to=(64, 48))
     assert up.shape == (3, 64, 48) and up.dtype == np.float32
     assert up.min() >= maps.min() - 1e-6 and up.max() <= maps.max() + 1e-6  # bilinear stays within range
 
 
 def test_attention_maps_need_the_attention_model(baseline_model, images):
     with pytest.raises(ParameterError, match="soft-attention"):
-        networks.attention_maps(baseline_model, images)
+        attention.attention_maps(baseline_model, images)
 
 
 def test_missing_weights_file_is_a_parameter_error(tmp_path):
     with pytest.raises(ParameterError, match="weights=none"):
-        networks.build_model("baseline", image_size=64, weights=str(tmp_path / "nope.h5"))
+        networks.build_model("baseline", 64, ModelSection(weights=str(tmp_path / "nope.h5")))
 
 
 def test_weights_file_is_loaded(baseline_model, tmp_path):
     backbone = keras.Model(baseline_model.inputs, baseline_model.get_layer("conv5_block3_out").output)
     path = tmp_path / "resnet50_notop.weights.h5"
     backbone.save_weights(path)
-    model = networks.build_model("baseline", image_size=64, weights=str(path))
+    model = networks.build_model("baseline", 64, ModelSection(weights=str(path)))
     np.testing.assert_array_equal(model.get_layer("conv1_conv").kernel.numpy(),
                                   baseline_model.get_layer("conv1_conv").kernel.numpy())
 
@@ -148,7 +152,7 @@ def test_unreadable_weights_file_is_a_parameter_error(tmp_path):
     path = tmp_path / "bad.weights.h5"
     path.write_text("not hdf5")
     with pytest.raises(ParameterError, match="could not load"):
-        networks.build_model("baseline", image_size=64, weights=str(path))
+        networks.build_model("baseline", 64, ModelSection(weights=str(path)))
 
 
 def test_imagenet_offline_is_a_parameter_error(monkeypatch):
@@ -159,21 +163,21 @@ def test_imagenet_offline_is_a_parameter_error(monkeypatch):
 
     monkeypatch.setattr(resnet.file_utils, "get_file", offline)
     with pytest.raises(ParameterError) as info:
-        networks.build_model("soft_attention", image_size=64, weights="imagenet")
+        networks.build_model("soft_attention", 64, ModelSection(weights="imagenet"))
     assert "--set weights=PATH" in str(info.value) and "--set weights=none" in str(info.value)
 
 
 def test_load_model_rejects_other_files(tmp_path):
     with pytest.raises(ParameterError, match="no such file"):
-        networks.load_model(tmp_path / "missing.keras")
+        saving.load_model(tmp_path / "missing.keras")
     junk = tmp_path / "junk.keras"
     junk.write_text("junk")
-    with pytest.raises(ParameterError, match="could not load"):
-        networks.load_model(junk)
+    with pytest.raises(ParameterError, match="not a Keras archive"):
+        saving.load_model(junk)
     other = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)], name="other")
     other.save(tmp_path / "other.keras")
     with pytest.raises(ParameterError, match="not a LesionScan model"):
-        networks.load_model(tmp_path / "other.keras")
+        saving.load_model(tmp_path / "other.keras")
 
 
 # --- the public-code attention, class attention, and every kind end to end ---------------------------------
@@ -198,7 +202,7 @@ def _public_scores_by_hand(x, kernel, bias):
 @pytest.mark.parametrize("shape", [(2, 5, 6, 8), (1, 9, 9, 4), (2, 3, 3, 16)])
 def test_public_attention_computes_the_public_convolution(shape):
     x = np.random.default_rng(2).normal(size=shape).astype("float32")
-    layer = networks.SoftAttentionPublic(heads=3)
+    layer = layers.SoftAttentionPublic(heads=3)
     layer(x)
     np.testing.assert_allclose(np.asarray(layer.scores(x)),
                                _public_scores_by_hand(x, layer.kernel.numpy(), layer.bias.numpy()),
@@ -207,7 +211,7 @@ def test_public_attention_computes_the_public_convolution(shape):
 
 def test_public_attention_reads_three_channels_and_has_no_gamma():
     x = _features(channels=8)
-    layer = networks.SoftAttentionPublic(heads=2)
+    layer = layers.SoftAttentionPublic(heads=2)
     attended, maps = layer(x)
     maps = np.asarray(maps)
     other = x.copy()
@@ -222,7 +226,7 @@ def test_public_attention_reads_three_channels_and_has_no_gamma():
 
 def test_class_attention_pools_features_under_each_class_map():
     x = _features(channels=8)
-    layer = networks.ClassAttention(classes=3)
+    layer = layers.ClassAttention(classes=3)
     pooled, maps = layer(x)
     maps = np.asarray(maps)
     assert tuple(pooled.shape) == (2, 3, 8) and maps.shape == (2, 5, 5, 3)
@@ -234,16 +238,16 @@ def test_class_attention_pools_features_under_each_class_map():
 
 def test_class_wise_dense_reads_each_class_vector():
     z = np.random.default_rng(3).normal(size=(2, 3, 8)).astype("float32")
-    layer = networks.ClassWiseDense(activation="linear", kernel_regularizer=keras.regularizers.L2(0.1))
+    layer = layers.ClassWiseDense(activation="linear", kernel_regularizer=keras.regularizers.L2(0.1))
     logits = np.asarray(layer(z))
     expected = (z * layer.kernel.numpy()).sum(axis=-1) + layer.bias.numpy()
     np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-6)
     assert len(layer.losses) == 1  # the L2 penalty
-    probs = np.asarray(networks.ClassWiseDense()(z))
+    probs = np.asarray(layers.ClassWiseDense()(z))
     np.testing.assert_allclose(probs.sum(axis=-1), 1.0, rtol=1e-5)
 
 
-@pytest.mark.parametrize("make", [lambda: networks.SoftAttentionPublic(heads=2), lambda: networks.ClassAttention(classes=3)],
+@pytest.mark.parametrize("make", [lambda: layers.SoftAttentionPublic(heads=2), lambda: layers.ClassAttention(classes=3)],
                          ids=["public", "class"])
 def test_gradients_reach_the_attention_convolution(make):
     keras.utils.set_random_seed(0)
@@ -260,19 +264,19 @@ def test_gradients_reach_the_attention_convolution(make):
 
 
 def test_custom_layer_configs_round_trip():
-    layers = [
-        networks.SoftAttentionPublic(heads=5, kernel_initializer="zeros", name="pub"),
-        networks.ClassAttention(classes=4, kernel_size=1, name="cls"),
-        networks.ClassWiseDense(activation="linear", kernel_regularizer=keras.regularizers.L2(0.01), name="cwd"),
+    custom = [
+        layers.SoftAttentionPublic(heads=5, kernel_initializer="zeros", name="pub"),
+        layers.ClassAttention(classes=4, kernel_size=1, name="cls"),
+        layers.ClassWiseDense(activation="linear", kernel_regularizer=keras.regularizers.L2(0.01), name="cwd"),
     ]
-    for layer in layers:
+    for layer in custom:
         config = layer.get_config()
         clone = type(layer).from_config(config)
         assert clone.get_config() == config and clone.name == layer.name
         assert keras.saving.get_registered_name(type(layer)) == f"lesionscan>{type(layer).__name__}"
-    assert layers[0].get_config()["heads"] == 5
-    assert (layers[1].get_config()["classes"], layers[1].get_config()["kernel_size"]) == (4, 1)
-    assert layers[2].get_config()["kernel_regularizer"]["config"]["l2"] == pytest.approx(0.01)
+    assert custom[0].get_config()["heads"] == 5
+    assert (custom[1].get_config()["classes"], custom[1].get_config()["kernel_size"]) == (4, 1)
+    assert custom[2].get_config()["kernel_regularizer"]["config"]["l2"] == pytest.approx(0.01)
 
 
 # attention layer -> shape of its per-head maps for a 64 px input and attention_heads=3
@@ -294,7 +298,7 @@ def trained(request, images, tmp_path_factory):
     """One model per kind at 64 px: its weights before and after one training step, and a reloaded copy."""
     kind = request.param
     keras.utils.set_random_seed(0)
-    model = networks.build_model(kind, image_size=64, attention_heads=3, gamma_init=0.7)
+    model = networks.build_model(kind, 64, ModelSection(attention_heads=3, gamma_init=0.7))
     before = {f"{layer.name}/{w.name}": w.numpy().copy() for layer in model.layers
               if layer.name in EXPECTED_ATTENTION[kind] or layer.name == "predictions" for w in layer.weights}
     # eagerly: tracing ResNet50's training step costs ~20 s on 2 cores, one eager step ~3 s
@@ -302,7 +306,7 @@ def trained(request, images, tmp_path_factory):
     loss = model.train_on_batch(images, np.eye(7, dtype="float32")[[0, 3, 6]])
     path = tmp_path_factory.mktemp(kind) / f"{kind}.keras"
     model.save(path)
-    return kind, model, networks.load_model(path), before, float(np.asarray(loss).ravel()[0])
+    return kind, model, saving.load_model(path), before, float(np.asarray(loss).ravel()[0])
 
 
 def test_every_kind_is_flat_and_trains_its_attention(trained, baseline_model):
@@ -338,7 +342,7 @@ def test_every_kind_round_trips(trained, images):
 def test_every_attention_head_is_a_distribution_over_positions(trained, images):
     kind, _, reloaded, _, _ = trained
     for name, shape in EXPECTED_ATTENTION[kind].items():
-        heads = networks.attention_heads(reloaded, images, layer=name)
+        heads = attention.attention_heads(reloaded, images, layer=name)
         assert heads.shape == (3, *shape)
         assert (heads >= 0).all()
         np.testing.assert_allclose(heads.sum(axis=(1, 2)), 1.0, rtol=1e-5)
@@ -348,25 +352,25 @@ def test_attention_maps_of_every_kind(trained, images):
     kind, _, reloaded, _, _ = trained
     if kind == "baseline":
         with pytest.raises(ParameterError, match="soft-attention"):
-            networks.attention_maps(reloaded, images)
+            attention.attention_maps(reloaded, images)
         return
-    maps = networks.attention_maps(reloaded, images, upsample_to=(16, 16))
+    maps = attention.attention_maps(reloaded, images, upsample_to=(16, 16))
     assert maps.shape == (3, 16, 16)
-    maps = networks.attention_maps(reloaded, images)
+    maps = attention.attention_maps(reloaded, images)
     assert maps.shape == (3, 2, 2)
     if kind == "class_attention":  # the predicted class's map, or a chosen class's
-        heads = networks.attention_heads(reloaded, images)
+        heads = attention.attention_heads(reloaded, images)
         predicted = reloaded.predict(images, verbose=0).argmax(axis=-1)
         np.testing.assert_allclose(maps, heads[np.arange(3), :, :, predicted], rtol=1e-6)
-        np.testing.assert_allclose(networks.attention_maps(reloaded, images, class_index=4), heads[..., 4], rtol=1e-6)
+        np.testing.assert_allclose(attention.attention_maps(reloaded, images, class_index=4), heads[..., 4], rtol=1e-6)
         with pytest.raises(ParameterError, match="class_index"):
-            networks.attention_maps(reloaded, images, class_index=7)
+            attention.attention_maps(reloaded, images, class_index=7)
     else:  # the sum over the K = 3 heads of the last stage
         np.testing.assert_allclose(maps.sum(axis=(1, 2)), 3.0, rtol=1e-5)
     if kind == "multiscale":
-        assert networks.attention_maps(reloaded, images, layer="soft_attention_stage4").shape == (3, 4, 4)
+        assert attention.attention_maps(reloaded, images, layer="soft_attention_stage4").shape == (3, 4, 4)
         with pytest.raises(ParameterError, match="no attention layer"):
-            networks.attention_maps(reloaded, images, layer="gap")
+            attention.attention_maps(reloaded, images, layer="gap")
 
 
 def test_grad_cam_works_on_every_kind(trained, images):
@@ -380,7 +384,7 @@ def test_grad_cam_works_on_every_kind(trained, images):
 
 
 def test_parameter_counts_of_every_kind():
-    table = networks.parameter_counts(image_size=32, attention_heads=2)
+    table = networks.parameter_counts(32, ModelSection(attention_heads=2))
     assert list(table.columns) == ["kind", "parameters", "trainable", "beyond_baseline"]
     assert tuple(table["kind"]) == networks.KINDS
     extra = dict(zip(table["kind"], table["beyond_baseline"]))

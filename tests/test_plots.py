@@ -1,6 +1,12 @@
-"""Each figure function returns a Figure with the expected panels on tiny inputs; saving is atomic."""
+"""Each figure function returns a Figure with the expected panels on tiny inputs; saving is atomic.
 
+Every figure function carries the book's style exactly once (``style.book_figure``).
+"""
+
+import importlib
+import inspect
 import io
+import pkgutil
 import warnings
 
 import matplotlib
@@ -13,9 +19,10 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+import lesionscan.figures  # noqa: E402
 from lesionscan.analysis import evaluation  # noqa: E402
-from lesionscan.figures import plots  # noqa: E402
 from lesionscan.core.classes import CLASSES, label  # noqa: E402
+from lesionscan.figures import dataset, explanations, performance, style, training  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -57,7 +64,7 @@ def _texts(fig):
 
 def test_class_distribution():
     table = pd.DataFrame({"class": list(CLASSES) + ["total"], "name": "", "count": [5, 4, 3, 2, 1, 10, 1, 26]})
-    fig = _render(plots.class_distribution(table))
+    fig = _render(dataset.class_distribution(table))
     assert isinstance(fig, Figure)
     (ax,) = fig.axes
     assert len(ax.patches) == 7  # the total row is not a bar
@@ -66,13 +73,13 @@ def test_class_distribution():
 
 
 def test_sample_grid():
-    fig = _render(plots.sample_grid({"nv": [_image()] * 3, "mel": [_image()]}))
+    fig = _render(dataset.sample_grid({"nv": [_image()] * 3, "mel": [_image()]}))
     assert isinstance(fig, Figure)
     assert len(fig.axes) == 6  # 2 classes x 3 columns
     assert sum(len(ax.images) for ax in fig.axes) == 4
     assert fig.axes[0].get_ylabel().replace("\n", " ") == label("mel")  # CLASSES order: mel before nv
     with pytest.raises(ValueError):
-        plots.sample_grid({})
+        dataset.sample_grid({})
 
 
 def test_split_support():
@@ -82,7 +89,7 @@ def test_split_support():
         frame.loc["total"] = frame.sum()
         return frame
 
-    fig = _render(plots.split_support({"seed": table(1), "lesion": table(3).reset_index()}))
+    fig = _render(dataset.split_support({"seed": table(1), "lesion": table(3).reset_index()}))
     assert isinstance(fig, Figure)
     assert len(fig.axes) == 2
     assert all(len(ax.patches) == 3 * 7 for ax in fig.axes)
@@ -91,7 +98,7 @@ def test_split_support():
 
 @pytest.mark.parametrize("copies, axes", [(3, 4), (5, 6), (0, 1)])
 def test_augmentation_gallery(copies, axes):
-    fig = _render(plots.augmentation_gallery(_image(), [_image(value=100)] * copies))
+    fig = _render(dataset.augmentation_gallery(_image(), [_image(value=100)] * copies))
     assert isinstance(fig, Figure)
     assert len(fig.axes) == axes
     assert fig.axes[0].get_title() == "original"
@@ -109,7 +116,7 @@ def _vertical_lines(ax):
 
 
 def test_training_curves_with_phase_boundary():
-    fig = _render(plots.training_curves(_history(["frozen", "frozen", "finetune", "finetune"])))
+    fig = _render(training.training_curves(_history(["frozen", "frozen", "finetune", "finetune"])))
     assert isinstance(fig, Figure)
     assert len(fig.axes) == 2
     for ax in fig.axes:
@@ -121,28 +128,28 @@ def test_training_curves_with_phase_boundary():
 
 
 def test_training_curves_single_phase_and_missing_validation():
-    fig = _render(plots.training_curves(_history(["full"] * 3)[["epoch", "phase", "loss", "accuracy"]]))
+    fig = _render(training.training_curves(_history(["full"] * 3)[["epoch", "phase", "loss", "accuracy"]]))
     assert [len(ax.lines) for ax in fig.axes] == [1, 1]
     with pytest.raises(ValueError, match="empty"):
-        plots.training_curves(_history([]))
+        training.training_curves(_history([]))
 
 
 def test_confusion_matrix_counts_normalised_and_both(pred):
     counts, shares = evaluation.confusion(pred), evaluation.confusion(pred, normalize=True)
-    fig = _render(plots.confusion_matrix(counts))
+    fig = _render(performance.confusion_matrix(counts))
     assert isinstance(fig, Figure)
     assert len(fig.axes) == 2  # matrix + colour bar
     assert len(fig.axes[0].texts) == 49
     assert "3\n75 %" in _texts(fig)  # mel: 3 of 4 right
-    fig = _render(plots.confusion_matrix(shares, normalized=True))
+    fig = _render(performance.confusion_matrix(shares, normalized=True))
     assert len(fig.axes) == 2 and "75 %" in _texts(fig)
-    fig = _render(plots.confusion_matrix(counts, shares))
+    fig = _render(performance.confusion_matrix(counts, shares))
     assert len(fig.axes) == 4
     assert len(fig.axes[0].texts) == 49 and len(fig.axes[1].texts) == 49
 
 
 def test_roc_curves(pred):
-    fig = _render(plots.roc_curves(pred))
+    fig = _render(performance.roc_curves(pred))
     assert isinstance(fig, Figure)
     (ax,) = fig.axes
     assert len(ax.lines) == 1 + 3  # chance line + one per class present
@@ -155,12 +162,12 @@ def test_roc_curves(pred):
 def test_metric_comparison(pred):
     m = evaluation.compute_metrics(pred)
     table = evaluation.comparison_table({"baseline": m, "soft_attention": m})
-    fig = _render(plots.metric_comparison(table))
+    fig = _render(performance.metric_comparison(table))
     assert isinstance(fig, Figure)
     summary, per_class = fig.axes
     assert len(summary.patches) == 2 * len(evaluation.SUMMARY_METRICS)
     assert len(per_class.patches) == 2 * len(CLASSES)
-    only_summary = _render(plots.metric_comparison(table.set_index("metric").loc[["accuracy", "f1_macro"]]))
+    only_summary = _render(performance.metric_comparison(table.set_index("metric").loc[["accuracy", "f1_macro"]]))
     assert len(only_summary.axes) == 1 and len(only_summary.axes[0].patches) == 4
 
 
@@ -172,13 +179,13 @@ def test_explanation_panel():
         {"image": _image(), "maps": {"attention": heat, "Grad-CAM": np.zeros((3, 4))}, "true": "mel",
          "pred": "akiec", "confidence": 0.55},
     ]
-    fig = _render(plots.explanation_panel(rows))
+    fig = _render(explanations.explanation_panel(rows))
     assert isinstance(fig, Figure)
     assert len(fig.axes) == 2 * 4 + 1  # text, image and 2 maps per row, colour bar
     assert sum(len(ax.images) for ax in fig.axes) == 6
     assert "WRONG" in fig.axes[4].texts[0].get_text() and "correct" in fig.axes[0].texts[0].get_text()
     with pytest.raises(ValueError):
-        plots.explanation_panel([])
+        explanations.explanation_panel([])
 
 
 def test_explanation_panel_outlines_the_mask_and_draws_each_style():
@@ -187,7 +194,7 @@ def test_explanation_panel_outlines_the_mask_and_draws_each_style():
     mask[10:20, 10:30] = True
     rows = [{"image": _image(30, 40), "mask": mask, "maps": {"grid": heat[:2, :2], "heat": heat, "over": heat},
              "true": "bcc", "pred": "bcc", "confidence": 0.7}]
-    fig = _render(plots.explanation_panel(rows, styles={"grid": "grid", "heat": "heatmap"}, title="Basal"))
+    fig = _render(explanations.explanation_panel(rows, styles={"grid": "grid", "heat": "heatmap"}, title="Basal"))
     image_ax, grid_ax, heat_ax, over_ax = fig.axes[1:5]
     assert image_ax.collections, "the mask is outlined"
     assert image_ax.get_title() == "image\nlesion\noutlined" and fig.get_suptitle() == "Basal"
@@ -195,12 +202,12 @@ def test_explanation_panel_outlines_the_mask_and_draws_each_style():
     assert heat_ax.images[0].get_array().shape == (3, 4)      # the map alone
     assert over_ax.images[0].get_array().shape[:2] == (30, 40)  # laid over the image
     with pytest.raises(ValueError, match="unknown map style"):
-        plots.explanation_panel(rows, styles={"grid": "contour"})
+        explanations.explanation_panel(rows, styles={"grid": "contour"})
 
 
 def test_save_figure_writes_png_atomically(tmp_path):
-    fig = _render(plots.class_distribution(pd.DataFrame({"class": ["nv", "mel"], "count": [3, 1]})))
-    path = plots.save_figure(fig, tmp_path / "figures" / "classes.png")
+    fig = _render(dataset.class_distribution(pd.DataFrame({"class": ["nv", "mel"], "count": [3, 1]})))
+    path = style.save_figure(fig, tmp_path / "figures" / "classes.png")
     assert path == tmp_path / "figures" / "classes.png"
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in path.parent.iterdir()] == ["classes.png"]
@@ -209,7 +216,7 @@ def test_save_figure_writes_png_atomically(tmp_path):
 def test_save_figure_failure_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
     path = tmp_path / "fig.png"
     path.write_bytes(b"old")
-    fig = _render(plots.augmentation_gallery(_image(), []))
+    fig = _render(dataset.augmentation_gallery(_image(), []))
 
     def broken(target, **kwargs):
         open(target, "wb").write(b"half")
@@ -217,12 +224,64 @@ def test_save_figure_failure_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
 
     monkeypatch.setattr(fig, "savefig", broken)
     with pytest.raises(RuntimeError):
-        plots.save_figure(fig, path)
+        style.save_figure(fig, path)
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["fig.png"]
 
 
 def test_figures_render_themselves_in_jupyter():
     """A returned figure shows in a notebook through _repr_png_, with no pyplot figure to show twice."""
-    fig = plots.augmentation_gallery(_image(), [])
+    fig = dataset.augmentation_gallery(_image(), [])
     assert fig._repr_png_()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --------------------------------------------------------------------------------------------- one style for all
+
+
+def _figure_functions():
+    """{"module.name": function}: every public function of a ``lesionscan.figures`` module that returns a Figure."""
+    found = {}
+    for info in pkgutil.iter_modules(lesionscan.figures.__path__):
+        module = importlib.import_module(f"lesionscan.figures.{info.name}")
+        for name, function in vars(module).items():
+            if name.startswith("_") or not inspect.isfunction(function) or function.__module__ != module.__name__:
+                continue
+            returns = inspect.signature(function, eval_str=True).return_annotation
+            if isinstance(returns, type) and issubclass(returns, Figure):
+                found[f"{module.__name__}.{name}"] = function
+    return found
+
+
+def test_every_figure_function_carries_the_book_style_once():
+    """A new figure function without ``book_figure`` (or with it stacked twice) fails here, so no figure
+    leaves the book's style unnoticed."""
+    found = _figure_functions()
+    assert len(found) >= 13 and {"lesionscan.figures.dataset.sample_grid",
+                                 "lesionscan.figures.dataset.metadata_by_class"} <= set(found)
+    unstyled = [name for name, function in found.items() if not style.is_book_figure(function)]
+    assert not unstyled, f"figure functions without @book_figure: {unstyled}"
+    twice = [name for name, function in found.items() if style.is_book_figure(function.__wrapped__)]
+    assert not twice, f"@book_figure applied more than once: {twice}"
+    registered = {name for name in style.FIGURES if name.startswith("lesionscan.figures.")}
+    assert registered == set(found), "a @book_figure function should be public and annotated to return a Figure"
+
+
+def test_book_figure_refuses_a_second_application():
+    with pytest.raises(TypeError, match="already a book_figure"):
+        style.book_figure(dataset.sample_grid)
+
+
+def test_book_style_applies_inside_the_call_only():
+    before = dict(matplotlib.rcParams)
+    fig = dataset.sample_grid({"nv": [_image()]})
+    assert fig.dpi == style.DPI  # figure.dpi from the book's rc settings, which sample_grid once lacked
+    fig = dataset.class_distribution(pd.DataFrame({"class": ["nv", "mel"], "count": [3, 1]}))
+    assert not fig.axes[0].spines["top"].get_visible() and not fig.axes[0].spines["right"].get_visible()
+    assert dict(matplotlib.rcParams) == before
+
+
+def test_figure_modules_keep_no_export_lists():
+    """Public means no leading underscore; a hand-kept ``__all__`` only drifts from the code."""
+    for info in pkgutil.iter_modules(lesionscan.figures.__path__):
+        assert not hasattr(importlib.import_module(f"lesionscan.figures.{info.name}"), "__all__"), info.name
+    assert not hasattr(lesionscan.figures, "__all__")

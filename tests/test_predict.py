@@ -9,7 +9,9 @@ import pytest
 from PIL import Image
 
 from lesionscan import cli, predict
+from lesionscan.core.parameters import ModelSection
 from lesionscan.core.classes import CLASSES, CLASS_NAMES
+from lesionscan.model import saving
 
 SIZE = 32  # ResNet50's smallest input: the models are still 23 M parameters, so each is built once
 
@@ -59,7 +61,7 @@ def model_files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("models")
     files = {}
     for kind in ("soft_attention", "baseline"):
-        model = networks.build_model(kind, image_size=SIZE, weights="none")
+        model = networks.build_model(kind, SIZE, ModelSection(weights="none"))
         model.save(folder / f"{kind}.keras")
         files[kind] = folder / f"{kind}.keras"
         del model
@@ -214,7 +216,7 @@ def test_two_images_writing_one_overlay_are_refused(model_files, tmp_path, capsy
 def test_api_predict_and_write_explanation(model_files, tmp_path):
     from lesionscan.model import networks
 
-    model = predict.load_lesionscan_model(model_files["soft_attention"])
+    model = saving.load_model(model_files["soft_attention"])
     assert networks.attention_layers(model) == ["soft_attention"]
     image = _jpeg(tmp_path / "img.jpg", 60, 45, 5)
     assert predict.check_image(image) == (60, 45)

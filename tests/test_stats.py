@@ -15,8 +15,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from scipy import stats as sps  # noqa: E402
 from sklearn.calibration import calibration_curve  # noqa: E402
 
-from lesionscan.analysis import evaluation, reported, resampling  # noqa: E402
-from lesionscan.figures import plots  # noqa: E402
+from lesionscan.analysis import evaluation, reported, resampling, wording  # noqa: E402
+from lesionscan.figures import performance  # noqa: E402
 from lesionscan.core.classes import CLASSES  # noqa: E402
 
 MEL, NV = CLASSES.index("mel"), CLASSES.index("nv")
@@ -181,7 +181,7 @@ def test_resampled_metrics_equal_scikit_learn_on_materialised_resamples():
     with tied scores, a one-image class (df) and a class absent from the test set (vasc)."""
     pred = _random_frame(3, {"akiec": 5, "bcc": 4, "bkl": 8, "df": 1, "mel": 6, "nv": 30}, skill=0.8, decimals=1)
     data = resampling._arrays(pred)
-    counts = resampling._stratified_counts(data.y_true, 15, seed=7)
+    counts = resampling.stratified_counts(data.y_true, 15, seed=7)
     resampled = resampling._resampled_metrics(data, np.vstack([np.ones(data.n), counts]))
     for r, row in enumerate(np.vstack([np.ones(data.n), counts])):
         frame = pred.iloc[np.repeat(np.arange(data.n), row.astype(int))].reset_index(drop=True)
@@ -194,7 +194,7 @@ def test_resampled_metrics_equal_scikit_learn_on_materialised_resamples():
 def test_stratification_keeps_class_supports():
     pred = _random_frame(0, {"akiec": 3, "df": 1, "mel": 5, "nv": 20})
     data = resampling._arrays(pred)
-    counts = resampling._stratified_counts(data.y_true, 50, seed=1)
+    counts = resampling.stratified_counts(data.y_true, 50, seed=1)
     for k in np.unique(data.y_true):
         members = data.y_true == k
         assert (counts[:, members].sum(axis=1) == members.sum()).all()
@@ -250,8 +250,8 @@ def test_bootstrap_interval_coverage_on_simulated_test_sets():
     covered = 0
     for sim in range(200):
         right = rng.random(len(y)) < 0.8
-        values = resampling._stratified_counts(y, 300, seed=sim) @ right / len(y)
-        low, high, _ = resampling._interval(values, 0.95)
+        values = resampling.stratified_counts(y, 300, seed=sim) @ right / len(y)
+        low, high, _ = resampling.percentile_interval(values, 0.95)
         covered += low <= 0.8 <= high
     assert 0.90 <= covered / 200 <= 0.99
 
@@ -337,17 +337,17 @@ def test_paired_comparisons_reject_unpaired_frames(paired_case):
 
 def test_verdict_in_words(paired_case):
     a, b = paired_case
-    clear = resampling.verdict(resampling.paired_bootstrap(a, b, "accuracy", n_resamples=300), resampling.mcnemar(a, b))
+    clear = wording.model_comparison_verdict(resampling.paired_bootstrap(a, b, "accuracy", n_resamples=300), resampling.mcnemar(a, b))
     assert "accuracy is 0.250 higher than the baseline's" in clear
     assert "evidence that the soft-attention model beats the baseline" in clear and "no evidence" not in clear
     assert "12 images only the soft-attention model gets right, 2 only the baseline" in clear
     unclear = {"metric": "balanced_accuracy", "a": 0.60, "b": 0.63, "diff": 0.03, "low": -0.01, "high": 0.07,
                "level": 0.95, "n_resamples": 1000}
-    text = resampling.verdict(unclear, {"b": 40, "c": 48, "p_value": 0.21})
+    text = wording.model_comparison_verdict(unclear, {"b": 40, "c": 48, "p_value": 0.21})
     assert "balanced accuracy is 0.030 higher" in text and "95 % CI of the difference -0.010 to 0.070" in text
     assert "p = 0.21" in text and "no evidence that the soft-attention model beats the baseline" in text
     worse = dict(unclear, diff=-0.05, low=-0.09, high=-0.01)
-    assert "does not beat" in resampling.verdict(worse, {"b": 40, "c": 48, "p_value": 0.21})
+    assert "does not beat" in wording.model_comparison_verdict(worse, {"b": 40, "c": 48, "p_value": 0.21})
 
 
 # --------------------------------------------------------------------------------------------- seeds
@@ -410,21 +410,21 @@ def test_comparison_with_intervals_from_bootstrap_tables():
 
 
 def test_reliability_diagram_returns_figure(calibration_case):
-    fig = plots.reliability_diagram({"baseline": resampling.reliability_table(calibration_case, 5),
+    fig = performance.reliability_diagram({"baseline": resampling.reliability_table(calibration_case, 5),
                                      "soft_attention": resampling.reliability_table(calibration_case.iloc[:3], 5)})
     assert isinstance(fig, Figure) and len(fig.axes) == 2
     assert "ECE 0.500" in fig.axes[0].get_legend().get_texts()[1].get_text()
     with pytest.raises(ValueError):
-        plots.reliability_diagram({})
+        performance.reliability_diagram({})
 
 
 def test_interval_comparison_returns_figure():
     pred = _random_frame(5, {"akiec": 4, "bcc": 4, "bkl": 6, "df": 2, "mel": 5, "nv": 25, "vasc": 2})
     metrics = {"baseline": evaluation.compute_metrics(pred), "soft_attention": evaluation.compute_metrics(pred)}
     intervals = {"baseline": resampling.bootstrap_metrics(pred, 50)}
-    fig = plots.interval_comparison(reported.comparison_with_intervals(metrics, intervals))
+    fig = performance.interval_comparison(reported.comparison_with_intervals(metrics, intervals))
     assert isinstance(fig, Figure)
     assert [ax.get_title(loc="left") for ax in fig.axes] == ["Test metrics", "F1 per class"]
     assert fig._repr_png_()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="lacks"):
-        plots.interval_comparison(pd.DataFrame({"model": ["x"]}))
+        performance.interval_comparison(pd.DataFrame({"model": ["x"]}))

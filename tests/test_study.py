@@ -77,6 +77,10 @@ def test_artifacts_follow_the_layout(smoke_run):
         assert [f"p_{c}" for c in CLASSES] == [c for c in predictions.columns if c.startswith("p_")]
         assert set(predictions["image_id"]) == set(split.loc[split["subset"] == "test", "image_id"])
     assert any((run_dir / "figures").glob("*.png")) and any((run_dir / "tables").glob("*.csv"))
+    written = {path for info in manifest["chapters"].values() for path in info.get("wrote", [])}
+    for folder in ("models", "predictions", "metrics", "figures", "tables"):
+        for path in (run_dir / folder).iterdir():
+            assert f"{folder}/{path.name}" in written, f"{folder}/{path.name} is in no chapter's manifest entry"
 
 
 def test_soft_attention_model_learns(smoke_run):
@@ -148,3 +152,39 @@ def test_same_profile_and_seed_give_identical_metrics(smoke_run, tmp_path_factor
         assert first == second, name
         assert ((first_dir / "predictions" / f"{name}.csv").read_bytes()
                 == (second_dir / "predictions" / f"{name}.csv").read_bytes())
+
+
+# Small enough for two runs in a few minutes: 32 px, one epoch, no ablation variants, few resamples.
+_TINY = ["synthetic_images=400", "image_size=32", "epochs=1", "balance_target=8", "bootstrap_resamples=20",
+         "ablation_models=", "explain_per_class=1"]
+
+
+def test_a_rerun_with_another_seed_reads_only_its_own_outputs(tmp_path):
+    """Seed 0, then seed 1 in the same artifacts folder: every split, model and table the second run has is its own.
+
+    Before the run folder owned its paths, the leakage audit reused the first
+    run's ``splits/image.csv`` (for synthetic data a split of another data set).
+    """
+    from lesionscan.data import ham10000, split
+
+    artifacts = tmp_path / "artifacts"
+    chapters = runner.CHAPTERS[:5]
+    runner.run_study("smoke", artifacts=str(artifacts), overrides=_TINY + ["seed=0"], chapters=chapters, build=False)
+    runner.run_study("smoke", artifacts=str(artifacts), overrides=_TINY + ["seed=1"], chapters=chapters, build=False)
+    run_dir = artifacts / "smoke"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["seed"] == 1 and manifest["status"] == "ok"
+    written = {path for info in manifest["chapters"].values() for path in info["wrote"]}
+    outputs = {path.relative_to(run_dir).as_posix() for folder in ("models", "predictions", "metrics", "tables",
+                                                                   "figures", "splits")
+               for path in (run_dir / folder).rglob("*") if path.is_file()} | {"split.csv"}
+    assert outputs == written, "an output the second run did not write: " + ", ".join(sorted(outputs - written))
+
+    dataset = ham10000.load_dataset(manifest["data_dir"], verify_images=False)
+    assert "seed1" in manifest["data_dir"]  # the synthetic set of seed 1, not the first run's
+    for protocol, model in (("seed", "soft_attention"), ("image", "soft_attention_image")):
+        expected = split.make_split(dataset, protocol, seed=1)
+        test_ids = set(expected.loc[expected["subset"] == "test", "image_id"])
+        assert set(pd.read_csv(run_dir / "predictions" / f"{model}.csv")["image_id"]) == test_ids, protocol
+    leakage = pd.read_csv(run_dir / "tables" / "leakage_audit.csv")
+    assert set(leakage["protocol"]) == {"seed", "image"}

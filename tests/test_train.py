@@ -7,6 +7,8 @@ keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
 from lesionscan.model import networks, train  # noqa: E402
+from lesionscan.core import parameters
+from lesionscan.core.parameters import ModelSection, TrainSection
 from lesionscan.core.errors import ParameterError  # noqa: E402
 
 SIZE = 32  # ResNet50's smallest input: keeps these CPU tests quick
@@ -38,30 +40,32 @@ def _layer_state(model):
 
 
 def test_config_phases_and_schedules():
-    cfg = train.TrainConfig(epochs_phase1=2, epochs_phase2=3, epochs=4)
-    assert cfg.phases() == [("full", 4, 1e-3)]  # auto, random init: one full phase
-    cfg.weights = "imagenet"
-    assert cfg.pretrained and cfg.phases() == [("frozen", 2, 1e-4), ("finetune", 3, 1e-5)]
-    assert train.TrainConfig(schedule="full", weights="w.h5", epochs=1).phases() == [("full", 1, 1e-3)]
-    assert train.TrainConfig(schedule="two-phase", epochs_phase1=0).phases()[0][0] == "finetune"
+    cfg = TrainSection(epochs_phase1=2, epochs_phase2=3, epochs=4)
+    assert cfg.phases(pretrained=False) == [("full", 4, 1e-3)]  # auto, random init: one full phase
+    assert ModelSection(weights="imagenet").pretrained
+    assert cfg.phases(pretrained=True) == [("frozen", 2, 1e-4), ("finetune", 3, 1e-5)]
+    assert TrainSection(schedule="full", epochs=1).phases(pretrained=True) == [("full", 1, 1e-3)]
+    assert TrainSection(schedule="two-phase", epochs_phase1=0).phases(pretrained=False)[0][0] == "finetune"
     with pytest.raises(ParameterError, match="schedule"):
-        train.TrainConfig(schedule="fast").phases()
+        TrainSection(schedule="fast")
 
 
 def test_config_from_profile():
+    from lesionscan.core import parameters
     from lesionscan.core.parameters import resolve
 
     params = resolve("smoke", {"weights": "/tmp/resnet.h5", "epochs_phase1": 3})
-    cfg = train.TrainConfig.from_params(params)
-    assert cfg.pretrained and cfg.weights == "/tmp/resnet.h5" and cfg.epochs_phase1 == 3 and cfg.unfreeze_fraction == params["unfreeze_fraction"]
-    assert cfg.use_class_weights == params["class_weights"]
-    assert not train.TrainConfig.from_params(resolve("smoke")).pretrained
+    sections = parameters.sections(params)
+    cfg, model = sections.train, sections.model
+    assert model.pretrained and model.weights == "/tmp/resnet.h5" and cfg.epochs_phase1 == 3 and cfg.unfreeze_fraction == params["unfreeze_fraction"]
+    assert cfg.class_weights == params["class_weights"]
+    assert not parameters.sections(resolve("smoke")).model.pretrained
 
 
 @pytest.fixture(scope="module")
 def model():
     keras.utils.set_random_seed(0)
-    return networks.build_model("soft_attention", image_size=SIZE, attention_heads=2)
+    return networks.build_model("soft_attention", SIZE, ModelSection(attention_heads=2))
 
 
 def test_set_phase_frozen_trains_only_attention_and_head(model):
@@ -128,8 +132,8 @@ def _run_two_phase(monkeypatch):
     """seed, build, train 1 epoch frozen + 1 epoch finetune; return history, predictions, fit kwargs."""
     calls = _spy_fit(monkeypatch)
     train.seed_everything(7)
-    net = networks.build_model("soft_attention", image_size=SIZE, attention_heads=2)
-    cfg = train.TrainConfig(schedule="two-phase", epochs_phase1=1, epochs_phase2=1)
+    net = networks.build_model("soft_attention", SIZE, ModelSection(attention_heads=2))
+    cfg = TrainSection(schedule="two-phase", epochs_phase1=1, epochs_phase2=1)
     history = train.train(net, _data(8, seed=1), _data(4, seed=2), cfg,
                           class_weight={i: 1.0 + i for i in range(7)})
     return history, net.predict(_data(4, seed=3), verbose=0), calls
@@ -160,8 +164,8 @@ def test_train_two_phase_history_callbacks_and_determinism(monkeypatch, capsys):
 def test_train_quiet_and_class_weights_off(monkeypatch, capsys):
     calls = _spy_fit(monkeypatch)
     train.seed_everything(0)
-    net = networks.build_model("baseline", image_size=SIZE)
-    cfg = train.TrainConfig(schedule="two-phase", epochs_phase1=1, epochs_phase2=0, use_class_weights=False)
+    net = networks.build_model("baseline", SIZE)
+    cfg = TrainSection(schedule="two-phase", epochs_phase1=1, epochs_phase2=0, class_weights=False)
     history = train.train(net, _data(4, 1), _data(4, 2), cfg, class_weight={0: 2.0}, verbose=0)
     assert history["phase"].tolist() == ["frozen"]
     assert [c["class_weight"] for c in calls] == [None]
@@ -176,7 +180,7 @@ CACHE_SIZE = 64  # 2 x 2 final feature map: the attention softmax has more than 
 @pytest.mark.parametrize("kind", networks.KINDS)
 def test_head_on_features_matches_model(kind):
     keras.utils.set_random_seed(1)
-    net = networks.build_model(kind, image_size=CACHE_SIZE, attention_heads=2)
+    net = networks.build_model(kind, CACHE_SIZE, ModelSection(attention_heads=2))
     feature_model, head_model = train.split_at_backbone(net)
     # the head shares the model's layers: same variable objects, no copies
     model_vars = {id(v) for v in net.weights}
@@ -216,8 +220,8 @@ def _count_calls(monkeypatch):
 def test_cached_phase1_runs_backbone_once(monkeypatch, capsys):
     calls = _count_calls(monkeypatch)
     train.seed_everything(3)
-    net = networks.build_model("soft_attention", image_size=SIZE, attention_heads=2)
-    cfg = train.TrainConfig(schedule="two-phase", epochs_phase1=3, epochs_phase2=1, early_stopping_patience=9)
+    net = networks.build_model("soft_attention", SIZE, ModelSection(attention_heads=2))
+    cfg = TrainSection(schedule="two-phase", epochs_phase1=3, epochs_phase2=1, early_stopping_patience=9)
     history = train.train(net, _data(8, seed=1), _data(4, seed=2), cfg, class_weight={i: 1.0 for i in range(7)})
     assert list(history.columns) == train.HISTORY_COLUMNS
     assert history["phase"].tolist() == ["frozen"] * 3 + ["finetune"]
@@ -250,11 +254,11 @@ def _counting_dataset(n, seed, passes):
 def test_cache_draws_and_memory_budget(monkeypatch, cache_max_gb, fit_name, expected_passes):
     calls = _count_calls(monkeypatch)
     train.seed_everything(4)
-    net = networks.build_model("baseline", image_size=SIZE)
+    net = networks.build_model("baseline", SIZE)
     conv = net.get_layer("conv5_block3_3_conv").kernel.numpy().copy()
     head = net.get_layer("predictions").kernel.numpy().copy()
     passes = []
-    cfg = train.TrainConfig(schedule="two-phase", epochs_phase1=3, epochs_phase2=0, cache_draws=2,
+    cfg = TrainSection(schedule="two-phase", epochs_phase1=3, epochs_phase2=0, cache_draws=2,
                             cache_max_gb=cache_max_gb, early_stopping_patience=9)
     history = train.train(net, _counting_dataset(8, 0, passes), _data(4, seed=2), cfg, verbose=0)
     assert len(history) == 3 and calls["fit"] == [fit_name]
@@ -267,13 +271,13 @@ def test_cache_draws_and_memory_budget(monkeypatch, cache_max_gb, fit_name, expe
 def test_cache_features_off_trains_on_images(monkeypatch):
     calls = _count_calls(monkeypatch)
     train.seed_everything(0)
-    net = networks.build_model("baseline", image_size=SIZE)
-    cfg = train.TrainConfig(schedule="two-phase", epochs_phase1=1, epochs_phase2=0, cache_features=False)
+    net = networks.build_model("baseline", SIZE)
+    cfg = TrainSection(schedule="two-phase", epochs_phase1=1, epochs_phase2=0, cache_features=False)
     train.train(net, _data(4, 1), _data(4, 2), cfg, verbose=0)
     assert calls["fit"] == ["baseline"] and calls["predict_on_batch"] == {}
-    assert train.TrainConfig.from_params({"cache_features": False}).cache_features is False
+    assert parameters.sections({"cache_features": False}).train.cache_features is False
     with pytest.raises(ParameterError, match="cache_draws"):
-        train.train(net, _data(4, 1), _data(4, 2), train.TrainConfig(cache_draws=0), verbose=0)
+        train.train(net, _data(4, 1), _data(4, 2), TrainSection(cache_draws=0), verbose=0)
 
 
 def test_feature_dataset_cycles_draws_in_new_orders():
@@ -328,8 +332,8 @@ def test_cached_training_under_mixed_precision(restore_policy):
     """What a GPU run does (float16 features, loss scaling, lr logging), checked on the CPU at 32 px."""
     keras.mixed_precision.set_global_policy("mixed_float16")
     train.seed_everything(2)
-    net = networks.build_model("soft_attention", image_size=SIZE, attention_heads=2)
-    cfg = train.TrainConfig(schedule="two-phase", epochs_phase1=2, epochs_phase2=0)
+    net = networks.build_model("soft_attention", SIZE, ModelSection(attention_heads=2))
+    cfg = TrainSection(schedule="two-phase", epochs_phase1=2, epochs_phase2=0)
     history = train.train(net, _data(8, seed=1), _data(4, seed=2), cfg, verbose=0)
     assert history["phase"].tolist() == ["frozen"] * 2
     assert np.isfinite(history[["loss", "val_loss"]].to_numpy()).all()

@@ -24,7 +24,7 @@ from a bad one (every map scores 0, or every map scores 1): it gets NaN in
 every metric, and the tables count only finite scores (``n``).
 
 Intervals are percentile bootstrap intervals over images, resampled within
-each class (counts per class fixed), as in ``lesionscan.stats``, with the same
+each class (counts per class fixed), as in ``analysis.resampling``, with the same
 resampled images for every method and metric, so differences between methods
 are paired.
 """
@@ -39,17 +39,11 @@ from PIL import Image
 
 from lesionscan.core.classes import CLASSES
 from lesionscan.core.errors import DataError, ParameterError
-from lesionscan.analysis.resampling import _capital, _check_level, _interval, _stratified_counts
+from lesionscan.analysis.resampling import check_level, percentile_interval, stratified_counts
+from lesionscan.analysis.wording import METRIC_LABELS
 
 REFERENCE_METHODS: tuple[str, ...] = ("centre prior (Gaussian)", "uniform")
 METRICS: tuple[str, ...] = ("pointing_game", "energy_inside", "topk_iou")
-METRIC_LABELS: dict[str, str] = {
-    "pointing_game": "pointing game (hit rate)",
-    "energy_inside": "energy inside the mask",
-    "topk_iou": "IoU of the top-k pixels",
-}
-# How a sentence names each reference ("more than the centre prior does").
-_REFERENCE_PHRASES = {"centre prior (Gaussian)": "the centre prior", "uniform": "a uniform map"}
 _CHUNK = 64  # images scored at a time: bounds the temporary arrays to a few MB at 224 x 224
 
 
@@ -327,8 +321,8 @@ def _resampled_means(w: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 def _percentiles(resampled: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per column, ``stats``' percentile interval of the defined (finite) resampled values; NaN where none is."""
-    bounds = np.array([_interval(resampled[:, c], level)[:2] for c in range(resampled.shape[1])]).reshape(-1, 2)
+    """Per column, the percentile interval (``resampling.percentile_interval``) of the defined (finite) resampled values; NaN where none is."""
+    bounds = np.array([percentile_interval(resampled[:, c], level)[:2] for c in range(resampled.shape[1])]).reshape(-1, 2)
     return bounds[:, 0], bounds[:, 1]
 
 
@@ -345,10 +339,10 @@ def agreement_table(scores: pd.DataFrame, n_resamples: int = 1000, seed: int = 0
     metric sees the same resampled images. A class with one image gets
     low = high = its value. ``level`` is also kept in ``attrs["level"]``.
     """
-    level = _check_level(level)
+    level = check_level(level)
     wide, y = _wide(scores)
     values = wide.to_numpy()
-    w = _stratified_counts(y, n_resamples, seed)
+    w = stratified_counts(y, n_resamples, seed)
     groups = [("all", np.arange(len(y)))] + [(dx, np.flatnonzero(y == k)) for k, dx in enumerate(CLASSES)
                                              if (y == k).any()]
     stats = {}
@@ -446,7 +440,7 @@ def paired_difference(scores: pd.DataFrame, method: str, reference: str, metric:
     lesion. Returns method, reference, metric, n, mean_method,
     mean_reference, difference, low, high, and level.
     """
-    level = _check_level(level)
+    level = check_level(level)
     wide, y = _wide(scores)
     for name in (method, reference):
         if (name, metric) not in wide.columns:
@@ -462,7 +456,7 @@ def paired_difference(scores: pd.DataFrame, method: str, reference: str, metric:
     if not both.any():
         return out
     a, b, y = a[both], b[both], y[both]
-    w = _stratified_counts(y, n_resamples, seed)
+    w = stratified_counts(y, n_resamples, seed)
     diffs = (w @ (a - b)) / w.sum(axis=1)
     low, high = _percentiles(diffs[:, None], level)
     out.update(mean_method=float(a.mean()), mean_reference=float(b.mean()), difference=float((a - b).mean()),
@@ -470,51 +464,3 @@ def paired_difference(scores: pd.DataFrame, method: str, reference: str, metric:
     return out
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# In words
-
-
-def verdict(differences: Sequence[Mapping], method_label: str, digits: int = 2) -> str:
-    """The comparisons in words, from ``paired_difference`` results: one sentence per reference and direction.
-
-    "More" or "less" only when the whole interval lies above or below zero;
-    otherwise the method is "no clearer than" the reference (the interval
-    includes zero). Every metric given is named with its two means, the
-    difference and the interval, so the sentence can be checked against the
-    table.
-    """
-    if not differences:
-        raise ParameterError("verdict needs at least one paired_difference result")
-    f = f".{int(digits)}f"
-    groups: dict[tuple[str, str], list[str]] = {}
-    for d in differences:
-        reference, metric = str(d["reference"]), str(d["metric"])
-        words = METRIC_LABELS.get(metric, metric)
-        diff, low, high = float(d["difference"]), float(d["low"]), float(d["high"])
-        if not (np.isfinite(diff) and np.isfinite(low) and np.isfinite(high)):
-            groups.setdefault((reference, "undefined"), []).append(words)
-            continue
-        direction = "more" if low > 0 else "less" if high < 0 else "no clearer"
-        level = 100 * float(d.get("level", 0.95))
-        groups.setdefault((reference, direction), []).append(
-            f"its {words} is {float(d['mean_method']):{f}} against {float(d['mean_reference']):{f}} "
-            f"(difference {diff:+{f}}, {level:g} % interval {low:+{f}} to {high:+{f}})")
-    subject = _capital(method_label)
-    sentences = []
-    for (reference, direction), parts in groups.items():
-        ref = _REFERENCE_PHRASES.get(reference, reference)
-        if direction == "undefined":
-            sentences.append(f"{subject} cannot be compared with {ref} on {' or '.join(parts)}: no image has a "
-                             "finite score for both.")
-        elif direction == "no clearer":
-            why = "the interval includes zero" if len(parts) == 1 else "each interval includes zero"
-            sentences.append(f"{subject} points at the lesion no clearer than {ref} does ({why}): "
-                             f"{'; '.join(parts)}.")
-        else:
-            sentences.append(f"{subject} points at the lesion {direction} than {ref} does: {'; '.join(parts)}.")
-    return " ".join(sentences)
-
-
-__all__ = ["REFERENCE_METHODS", "METRICS", "METRIC_LABELS", "load_mask", "load_masks", "centre_gaussian",
-           "uniform_map", "pointing_game", "energy_inside", "topk_iou", "agreement_scores", "agreement_table",
-           "paired_difference", "verdict"]

@@ -90,7 +90,7 @@ def predictions_frame(image_ids: Sequence, y_true_dx: Sequence, probs) -> pd.Dat
     return frame
 
 
-def _validated(pred: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def checked_predictions(pred: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """True labels, predicted labels and probabilities of a predictions frame, checked."""
     missing = [c for c in ("dx", *PROB_COLUMNS, "pred") if c not in pred.columns]
     if missing:
@@ -135,7 +135,7 @@ def compute_metrics(pred: pd.DataFrame) -> dict:
     order), labels (classes the averages run over), majority_baseline
     {class, accuracy, balanced_accuracy}.
     """
-    y_true, y_pred, probs = _validated(pred)
+    y_true, y_pred, probs = checked_predictions(pred)
     labels = _labels_present(y_true, y_pred)
     in_truth = _labels_present(y_true)
 
@@ -205,7 +205,7 @@ def classification_report_table(pred: pd.DataFrame) -> pd.DataFrame:
     value in the f1 column, as scikit-learn prints it), ``macro avg`` and
     ``weighted avg``.
     """
-    y_true, y_pred, _ = _validated(pred)
+    y_true, y_pred, _ = checked_predictions(pred)
     labels = _labels_present(y_true, y_pred)
     report = skm.classification_report(y_true, y_pred, labels=labels, output_dict=True, zero_division=0)
     rows = []
@@ -227,7 +227,7 @@ def confusion(pred: pd.DataFrame, normalize: bool = False) -> pd.DataFrame:
     ``normalize=True`` divides each row by its true count (a row of a class
     absent from the test set stays 0), so the diagonal is per-class recall.
     """
-    y_true, y_pred, _ = _validated(pred)
+    y_true, y_pred, _ = checked_predictions(pred)
     matrix = skm.confusion_matrix(y_true, y_pred, labels=list(CLASSES), normalize="true" if normalize else None)
     frame = pd.DataFrame(matrix, index=pd.Index(CLASSES, name="true"), columns=pd.Index(CLASSES, name="predicted"))
     return frame.astype(float if normalize else int)

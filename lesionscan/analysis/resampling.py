@@ -50,30 +50,10 @@ MEL = CLASSES.index("mel")
 DEFAULT_SPECIFICITIES: tuple[float, ...] = (0.8, 0.9)
 _SPEC_TOLERANCE = 1e-9  # 1 - 9/10 is 0.0999...98 in floating point; count 90 % specificity as reached
 
-METRIC_LABELS: dict[str, str] = {
-    "accuracy": "accuracy", "balanced_accuracy": "balanced accuracy",
-    "precision_macro": "macro precision", "recall_macro": "macro recall", "f1_macro": "macro F1",
-    "roc_auc_macro": "macro ROC-AUC", "precision_weighted": "weighted precision",
-    "recall_weighted": "weighted recall", "f1_weighted": "weighted F1", "roc_auc_weighted": "weighted ROC-AUC",
-    "ece": "expected calibration error",
-}
-
-
 def sensitivity_metric_name(specificity: float) -> str:
     """Metric name of melanoma sensitivity at a specificity, e.g. ``mel_sensitivity_at_spec90``."""
     return f"mel_sensitivity_at_spec{100 * specificity:g}"
 
-
-def metric_label(metric: str) -> str:
-    """Words for a metric name, for sentences and figure labels (``f1_mel`` -> ``F1 of mel``)."""
-    if metric in METRIC_LABELS:
-        return METRIC_LABELS[metric]
-    for prefix, words in (("f1_", "F1"), ("roc_auc_", "ROC-AUC")):
-        if metric.startswith(prefix) and metric[len(prefix):] in CLASSES:
-            return f"{words} of {metric[len(prefix):]}"
-    if metric.startswith("mel_sensitivity_at_spec"):
-        return f"melanoma sensitivity at {metric.removeprefix('mel_sensitivity_at_spec')} % specificity"
-    return metric
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -102,13 +82,13 @@ class _Arrays:
 
 
 def _arrays(pred: pd.DataFrame) -> _Arrays:
-    y_true, y_pred, probs = evaluation._validated(pred)
+    y_true, y_pred, probs = evaluation.checked_predictions(pred)
     index = {dx: k for k, dx in enumerate(CLASSES)}
     ids = pred["image_id"].astype(str).to_numpy() if "image_id" in pred.columns else np.arange(len(pred)).astype(str)
     return _Arrays(ids, np.array([index[v] for v in y_true]), np.array([index[v] for v in y_pred]), probs)
 
 
-def _stratified_counts(y_true: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
+def stratified_counts(y_true: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
     """(n_resamples, n) draw counts: within each true class, n_c draws with replacement from its n_c images."""
     if int(n_resamples) < 1:
         raise ValueError(f"n_resamples is {n_resamples}; need at least 1")
@@ -340,7 +320,7 @@ def _resampled_metrics(data: _Arrays, w: np.ndarray, specificities: Sequence[flo
     return ordered
 
 
-def _interval(values: np.ndarray, level: float) -> tuple[float, float, int]:
+def percentile_interval(values: np.ndarray, level: float) -> tuple[float, float, int]:
     """Percentile interval of the defined values, and how many there were."""
     values = values[np.isfinite(values)]
     if values.size == 0:
@@ -350,7 +330,7 @@ def _interval(values: np.ndarray, level: float) -> tuple[float, float, int]:
     return float(low), float(high), int(values.size)
 
 
-def _check_level(level: float) -> float:
+def check_level(level: float) -> float:
     if not 0.0 < float(level) < 1.0:
         raise ValueError(f"level is {level}; expected a coverage between 0 and 1, e.g. 0.95")
     return float(level)
@@ -370,13 +350,13 @@ def bootstrap_metrics(pred: pd.DataFrame, n_resamples: int = 1000, seed: int = 0
     at ``level``), n_valid (resamples in which the metric is defined; the
     others are skipped). Per-class rows only for classes with test images.
     """
-    level = _check_level(level)
+    level = check_level(level)
     data = _arrays(pred)
     point = point_metrics(pred, specificities, n_bins)
-    resampled = _resampled_metrics(data, _stratified_counts(data.y_true, n_resamples, seed), specificities, n_bins)
+    resampled = _resampled_metrics(data, stratified_counts(data.y_true, n_resamples, seed), specificities, n_bins)
     rows = []
     for name, value in point.items():
-        low, high, n_valid = _interval(resampled[name], level)
+        low, high, n_valid = percentile_interval(resampled[name], level)
         rows.append((name, value, low, high, n_valid))
     return pd.DataFrame(rows, columns=["metric", "value", "low", "high", "n_valid"])
 
@@ -419,14 +399,14 @@ def paired_bootstrap(pred_a: pd.DataFrame, pred_b: pd.DataFrame, metric: str = "
     the percentile-interval p-value, below 1 - level when the interval
     excludes 0, up to ties).
     """
-    level = _check_level(level)
+    level = check_level(level)
     a, b = _paired_arrays(pred_a, pred_b)
     point_a, point_b = point_metrics(pred_a), point_metrics(pred_b)
     if metric not in point_a:
         raise ValueError(f"unknown metric {metric!r}; expected one of {', '.join(point_a)}")
-    w = _stratified_counts(a.y_true, n_resamples, seed)
+    w = stratified_counts(a.y_true, n_resamples, seed)
     diffs = _resampled_metrics(b, w)[metric] - _resampled_metrics(a, w)[metric]
-    low, high, n_valid = _interval(diffs, level)
+    low, high, n_valid = percentile_interval(diffs, level)
     diffs = diffs[np.isfinite(diffs)]
     share_le = float((diffs <= 0).mean()) if diffs.size else np.nan
     share_ge = float((diffs >= 0).mean()) if diffs.size else np.nan
@@ -459,70 +439,6 @@ def mcnemar(pred_a: pd.DataFrame, pred_b: pd.DataFrame, exact_below: int = 25) -
             "test": "chi-square with continuity correction"}
 
 
-def _p_text(p: float) -> str:
-    return "p < 0.001" if p < 0.001 else f"p = {p:.2g}"
-
-
-def _capital(text: str) -> str:
-    return text[:1].upper() + text[1:]
-
-
-def verdict(paired: Mapping, mcnemar_result: Mapping, name_a: str = "the baseline",
-            name_b: str = "the soft-attention model", alpha: float = 0.05, digits: int = 3) -> str:
-    """The comparison in words, from ``paired_bootstrap`` (metric(b) - metric(a)) and ``mcnemar`` results.
-
-    The conclusion follows the interval of the difference: it says model b
-    beats model a only when the whole interval lies above 0 (below 0 for the
-    calibration error, where lower is better), and says whether McNemar's
-    test of per-image correctness agrees. It speaks of this test set only:
-    run-to-run spread across training seeds is a separate question.
-    """
-    metric = str(paired["metric"])
-    words = metric_label(metric)
-    lower_is_better = metric == "ece"
-    diff, low, high = float(paired["diff"]), float(paired["low"]), float(paired["high"])
-    level = 100 * float(paired.get("level", 0.95))
-    f = f".{digits}f"
-    if np.isnan(diff):
-        return f"The {words} is undefined on this test set for at least one model, so the models cannot be compared on it."
-    direction = "higher" if diff > 0 else "lower" if diff < 0 else "no different"
-    size = f"{abs(diff):{f}} {direction}" if diff != 0 else "no different"
-    first = (f"{_capital(name_b)}'s {words} is {size} than {name_a}'s ({float(paired['b']):{f}} vs "
-             f"{float(paired['a']):{f}}; {level:g} % CI of the difference {low:{f}} to {high:{f}}, "
-             f"{int(paired.get('n_resamples', 0))} stratified bootstrap resamples)")
-    b, c, p = int(mcnemar_result["b"]), int(mcnemar_result["c"]), float(mcnemar_result["p_value"])
-    second = (f"McNemar's test on per-image correctness: {c} images only {name_b} gets right, {b} only "
-              f"{name_a}, {_p_text(p)}")
-    b_wins_acc = p < alpha and c > b
-    a_wins_acc = p < alpha and b > c
-    b_better = (high < 0) if lower_is_better else (low > 0)
-    a_better = (low > 0) if lower_is_better else (high < 0)
-    if b_better:
-        if b_wins_acc:
-            end = f"evidence that {name_b} beats {name_a} on this test set: the interval excludes zero and McNemar's test agrees."
-        elif a_wins_acc:
-            end = (f"{name_b} is better on {words} (the interval excludes zero), but {name_a} gets significantly "
-                   "more images right: the two measures disagree on this test set.")
-        else:
-            end = (f"{name_b} is better on {words} (the interval excludes zero), but McNemar's test finds no "
-                   "significant difference in which images each model gets right: modest evidence on this test set.")
-    elif a_better:
-        if a_wins_acc:
-            end = f"{name_b} does not beat {name_a}: {name_a} is better on this test set, and McNemar's test agrees."
-        else:
-            end = (f"{name_b} does not beat {name_a}: it is worse on {words} (the interval excludes zero), though "
-                   "McNemar's test finds no significant difference in which images each model gets right.")
-    else:
-        end = f"no evidence that {name_b} beats {name_a} on this test set"
-        if b_wins_acc:
-            end += f" on {words}, although {name_b} gets significantly more images right."
-        elif a_wins_acc:
-            end += f"; {name_a} even gets significantly more images right."
-        else:
-            end += "."
-    return f"{first}. {second}. Verdict: {end}"
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Across training seeds
 
@@ -551,6 +467,3 @@ def seed_summary(metrics_by_seed: Mapping[int, Mapping]) -> pd.DataFrame:
     return summary.reset_index(drop=True)
 
 
-__all__ = ["bootstrap_metrics", "point_metrics", "melanoma_sensitivity_at_specificity", "melanoma_table", "expected_calibration_error",
-           "reliability_table", "ece_from_table", "paired_bootstrap", "mcnemar", "verdict", "seed_summary",
-           "metric_label", "sensitivity_metric_name"]

@@ -1,71 +1,237 @@
-"""Named parameter sets for the whole study, kept in one place.
+"""The study's parameters: one set of defaults, typed sections, and the named profiles.
 
-A profile fixes every knob of a run; ``--set name=value`` overrides single
-knobs, parsed by the type of the profile's value, so a typo in a name or a
-value is an error, never a silently ignored setting.
+Users see flat names (``--set epochs=3``, ``lesionscan profiles --show``,
+``params.json``, the appendix); the package receives frozen sections (data,
+split, pipeline, model, train, evaluation, interpretability) built from them
+by :func:`sections`, so model building and training take one object, not a
+dozen keywords. Every parameter is declared once, as a section field with its
+default (the smoke profile's value) and a line of help; a profile is a set of
+changes to those defaults. ``--set name=value`` is parsed by the type of the
+profile's value, so a typo in a name or a value is an error, never a silently
+ignored setting.
 """
 
 from __future__ import annotations
 
 import difflib
-from typing import Any, Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import Field, dataclass, field, fields, replace
+from typing import Any
 
 from lesionscan.core.errors import ParameterError
 
-# Every parameter, with the smoke profile's value and why it matters.
-_SMOKE: dict[str, Any] = {
-    # data
-    "data": "synthetic",          # "synthetic" (generated offline) or "directory" (--data-dir)
-    "synthetic_images": 2000,     # images in the generated set (training cost depends on balance_target)
-    "synthetic_size": 128,        # generated image width in px (height 3/4 of it)
-    "seed": 0,                    # seeds data generation, split, sampling, initialisation
-    # split
-    "split_protocol": "seed",     # "seed" (the report's), "lesion" or "image" (leaky)
-    "val_fraction": 0.15,
-    "test_fraction": 0.15,
-    # input pipeline
-    "image_size": 96,             # square input side in px (ResNet50 feature map = size / 32)
-    "batch_size": 32,
-    "augment": True,              # rotation, flips, zoom, brightness, shear on training data
-    "balance_target": 60,         # training images per class per epoch (0 = no balancing)
-    "class_weights": True,
-    # models
-    "weights": "none",            # "imagenet", "none" or a path to ResNet50 no-top weights
-    "dropout": 0.5,
-    "l2": 1e-4,
-    "attention_heads": 16,        # K in the soft-attention equation
-    "gamma_init": 1.0,            # initial value of the learnable attention scale
-    "bn_momentum": 0.9,           # batch-norm momentum; short from-scratch training needs < Keras' 0.99
-    # training
-    "schedule": "auto",           # "auto": two-phase with pretrained weights, full otherwise
-    "epochs": 6,                  # single-phase ("full") training epochs
-    "epochs_phase1": 10,          # frozen backbone
-    "epochs_phase2": 20,          # last unfreeze_fraction of the backbone trainable
-    "lr_full": 1e-3,
-    "lr_phase1": 1e-4,
-    "lr_phase2": 1e-5,
-    "unfreeze_fraction": 0.4,
-    "label_smoothing": 0.1,
-    "early_stopping_patience": 3,
-    "lr_patience": 2,
-    "lr_factor": 0.2,
-    "cache_features": True,       # phase 1: compute the frozen backbone's features once, train the head on them
-    "deterministic": True,        # TensorFlow op determinism: same seed, same metrics
-    # evaluation
-    "bootstrap_resamples": 1000,  # test-set resamples for every 95 % interval
-    "ablation_models": "multiscale,class_attention,soft_attention_public",  # trained beside the two main models
-    "extra_seeds": "",            # more training seeds for both main models, comma-separated (e.g. "1,2")
-    "leakage_protocols": "image",  # protocols the SA model is also trained and tested under
-    # interpretability
-    "explain_per_class": 2,       # test images per class shown with their maps: correct first, then mistakes
-}
+# ---------------------------------------------------------------------------------------------------------------
+# The sections: every parameter once, with its default (the smoke profile's value) and why it matters.
+
+
+def _param(default, help: str, flat: str | None = None, choices: tuple[str, ...] | None = None):
+    """A section field: its default, a line of help, the ``--set`` name if it differs, allowed choices."""
+    return field(default=default, metadata={"help": help, "flat": flat, "choices": choices})
+
+
+class _Section:
+    """Checks every field with declared choices when a section is built, naming the ``--set`` name."""
+
+    def __post_init__(self):
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise ParameterError(f"{f.metadata.get('flat') or f.name}={getattr(self, f.name)!r}: expected one "
+                                     f"of {', '.join(choices)}")
+
+
+@dataclass(frozen=True)
+class DataSection(_Section):
+    """Which images the run reads."""
+
+    source: str = _param("synthetic", "synthetic (generated offline) or directory (--data-dir)", flat="data",
+                         choices=("synthetic", "directory"))
+    synthetic_images: int = _param(2000, "images in the generated set (training cost depends on balance_target)")
+    synthetic_size: int = _param(128, "generated image width in px (height 3/4 of it)")
+
+
+@dataclass(frozen=True)
+class SplitSection(_Section):
+    """How images are assigned to train, validation and test."""
+
+    protocol: str = _param("seed", "seed (the report's), lesion or image (leaky)", flat="split_protocol",
+                           choices=("seed", "lesion", "image"))
+    val_fraction: float = _param(0.15, "validation share")
+    test_fraction: float = _param(0.15, "test share")
+
+
+@dataclass(frozen=True)
+class PipelineSection(_Section):
+    """What the network is fed: size, batches, augmentation and class balance."""
+
+    image_size: int = _param(96, "square input side in px (ResNet50 feature map = size / 32)")
+    batch_size: int = _param(32, "images per batch")
+    augment: bool = _param(True, "rotation, flips, zoom, brightness, shear on training data")
+    balance_target: int = _param(60, "training images per class per epoch (0 = no balancing)")
+
+
+@dataclass(frozen=True)
+class ModelSection(_Section):
+    """The network's options shared by every kind (models.KINDS)."""
+
+    weights: str = _param("none", "imagenet, none or a path to ResNet50 no-top weights")
+    dropout: float = _param(0.5, "dropout before the classifier")
+    l2: float = _param(1e-4, "L2 on the classifier's kernel (0 = none)")
+    attention_heads: int = _param(16, "K in the soft-attention equation")
+    gamma_init: float = _param(1.0, "initial value of the learnable attention scale")
+    bn_momentum: float = _param(0.9, "batch-norm momentum; short from-scratch training needs < Keras' 0.99")
+
+    @property
+    def pretrained(self) -> bool:
+        """Whether the backbone starts from pretrained weights (anything but "none")."""
+        return str(self.weights).lower() != "none"
+
+
+@dataclass(frozen=True)
+class TrainSection(_Section):
+    """The training schedule (see model.train)."""
+
+    schedule: str = _param("auto", "auto: two-phase with pretrained weights, full otherwise",
+                           choices=("auto", "two-phase", "full"))
+    epochs: int = _param(6, "single-phase (full) training epochs")
+    epochs_phase1: int = _param(10, "frozen-backbone epochs (two-phase)")
+    epochs_phase2: int = _param(20, "epochs with the last unfreeze_fraction of the backbone trainable")
+    lr_full: float = _param(1e-3, "learning rate of full training")
+    lr_phase1: float = _param(1e-4, "learning rate of phase 1")
+    lr_phase2: float = _param(1e-5, "learning rate of phase 2")
+    unfreeze_fraction: float = _param(0.4, "share of backbone layers phase 2 trains")
+    label_smoothing: float = _param(0.1, "label smoothing of the cross-entropy")
+    early_stopping_patience: int = _param(3, "epochs without a better validation loss before stopping")
+    lr_patience: int = _param(2, "epochs without a better validation loss before lowering the rate")
+    lr_factor: float = _param(0.2, "factor the learning rate is lowered by")
+    class_weights: bool = _param(True, "weight the loss by the classes an epoch contains")
+    cache_features: bool = _param(True, "phase 1: compute the frozen backbone's features once, train the head on them")
+    cache_draws: int = _param(1, "training-set passes (balanced draw + augmentation) cached for phase 1")
+    cache_max_gb: float = _param(16.0, "feature cache limit (also at most half the RAM); above it phase 1 uses images")
+    deterministic: bool = _param(True, "TensorFlow op determinism: same seed, same metrics")
+
+    def phases(self, pretrained: bool) -> list[tuple[str, int, float]]:
+        """(phase, epochs, learning rate) in order, with schedule "auto" resolved by ``pretrained``."""
+        two_phase = self.schedule == "two-phase" or (self.schedule == "auto" and pretrained)
+        if two_phase:
+            plan = [("frozen", self.epochs_phase1, self.lr_phase1), ("finetune", self.epochs_phase2, self.lr_phase2)]
+        else:
+            plan = [("full", self.epochs, self.lr_full)]
+        return [(name, int(n), float(lr)) for name, n, lr in plan if n > 0]
+
+
+@dataclass(frozen=True)
+class EvaluationSection(_Section):
+    """How results are scored and what else chapter 5 trains."""
+
+    bootstrap_resamples: int = _param(1000, "test-set resamples for every 95 % interval")
+    ablation_models: str = _param("multiscale,class_attention,soft_attention_public",
+                                  "model kinds trained beside the two main models, comma-separated")
+    extra_seeds: str = _param("", "more training seeds for both main models, comma-separated (e.g. 1,2)")
+    leakage_protocols: str = _param("image", "protocols the SA model is also trained and tested under")
+
+    @property
+    def ablation_kinds(self) -> list[str]:
+        return as_list(self.ablation_models)
+
+    @property
+    def seeds(self) -> list[int]:
+        return [int(s) for s in as_list(self.extra_seeds)]
+
+    @property
+    def protocols(self) -> list[str]:
+        return as_list(self.leakage_protocols)
+
+
+@dataclass(frozen=True)
+class InterpretabilitySection(_Section):
+    """What chapter 6 shows."""
+
+    explain_per_class: int = _param(2, "test images per class shown with their maps: correct first, then mistakes")
+
+
+SECTIONS = {"data": DataSection, "split": SplitSection, "pipeline": PipelineSection, "model": ModelSection,
+            "train": TrainSection, "evaluation": EvaluationSection, "interpretability": InterpretabilitySection}
+
+
+@dataclass(frozen=True)
+class TrainingRecipe:
+    """Everything that determines one trained model: what a training cache would fingerprint.
+
+    The data's content and the split's rows are not parameters; the run
+    adds them (its data checksum and split file) where a result is keyed.
+    """
+
+    kind: str
+    seed: int
+    data: DataSection
+    split: SplitSection
+    pipeline: PipelineSection
+    model: ModelSection
+    train: TrainSection
+
+
+@dataclass(frozen=True)
+class StudyParameters:
+    """A run's parameters as frozen sections: built from the flat names in one place (:func:`sections`)."""
+
+    profile: str
+    seed: int
+    data: DataSection
+    split: SplitSection
+    pipeline: PipelineSection
+    model: ModelSection
+    train: TrainSection
+    evaluation: EvaluationSection
+    interpretability: InterpretabilitySection
+
+    def recipe(self, kind: str, seed: int | None = None, protocol: str | None = None) -> TrainingRecipe:
+        """The recipe of model ``kind``; ``seed`` and ``protocol`` default to the run's (chapter 5 varies them)."""
+        split = self.split if protocol is None else replace(self.split, protocol=protocol)
+        return TrainingRecipe(kind=kind, seed=self.seed if seed is None else int(seed), data=self.data, split=split,
+                              pipeline=self.pipeline, model=self.model, train=self.train)
+
+    @property
+    def bootstrap(self) -> dict[str, int]:
+        """The keywords every interval of the book is computed with: ``n_resamples`` and ``seed``."""
+        return {"n_resamples": self.evaluation.bootstrap_resamples, "seed": self.seed}
+
+
+def _flat_fields() -> dict[str, tuple[str, Field]]:
+    """Flat ``--set`` name -> (section name, dataclass field)."""
+    out = {}
+    for section, cls in SECTIONS.items():
+        for f in fields(cls):
+            out[f.metadata.get("flat") or f.name] = (section, f)
+    return out
+
+
+_FLAT = _flat_fields()
+SEED_HELP = "seeds data generation, split, sampling, initialisation"
+DEFAULTS: dict[str, Any] = {"seed": 0, **{name: f.default for name, (_, f) in _FLAT.items()}}
+
+
+def help_text(name: str) -> str:
+    """The one-line explanation of parameter ``name`` (for ``profiles --show``)."""
+    return SEED_HELP if name == "seed" else _FLAT[name][1].metadata["help"]
+
+
+def sections(params: Mapping[str, Any]) -> StudyParameters:
+    """The typed sections of a flat parameter dict (``resolve``'s result, or a run's ``params.json``)."""
+    values: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
+    for name, (section, f) in _FLAT.items():
+        if name in params:
+            values[section][f.name] = params[name]
+    built = {section: cls(**values[section]) for section, cls in SECTIONS.items()}
+    return StudyParameters(profile=str(params.get("profile", "")), seed=int(params.get("seed", 0)), **built)
+
 
 PROFILES: dict[str, dict[str, Any]] = {
-    "smoke": dict(_SMOKE),
+    "smoke": dict(DEFAULTS),
     # Real HAM10000 at reduced resolution, random-initialised, sized for a 2-core CPU in
     # well under an hour (0.035 s per image and step at 96 px; 300 images per class and epoch).
     "cpu": dict(
-        _SMOKE,
+        DEFAULTS,
         data="directory",
         image_size=96,
         balance_target=300,
@@ -76,7 +242,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     ),
     # The report's protocol at full size; meant for a GPU with ImageNet weights.
     "paper": dict(
-        _SMOKE,
+        DEFAULTS,
         data="directory",
         image_size=224,
         batch_size=32,
@@ -99,11 +265,7 @@ PROFILE_DESCRIPTIONS = {
     "paper": "real HAM10000, 224 px, ImageNet weights, two-phase training up to 70 epochs: the report's protocol, for a GPU",
 }
 
-_CHOICES = {
-    "data": ("synthetic", "directory"),
-    "split_protocol": ("seed", "lesion", "image"),
-    "schedule": ("auto", "two-phase", "full"),
-}
+_CHOICES = {name: f.metadata["choices"] for name, (_, f) in _FLAT.items() if f.metadata["choices"]}
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -136,9 +298,7 @@ def as_list(value) -> list[str]:
 
 def _check(params: dict[str, Any]) -> None:
     """Reject values outside their allowed choices or ranges, naming the parameter."""
-    for name, choices in _CHOICES.items():
-        if params[name] not in choices:
-            raise ParameterError(f"{name}={params[name]!r}: expected one of {', '.join(choices)}")
+    sections(params)  # choices, checked where each field is declared
     if params["image_size"] < 32:
         raise ParameterError(f"image_size={params['image_size']}: expected at least 32 (ResNet50 downsamples by 32)")
     for name in ("val_fraction", "test_fraction", "unfreeze_fraction", "dropout", "label_smoothing"):
@@ -151,7 +311,7 @@ def _check(params: dict[str, Any]) -> None:
     for seed in as_list(params["extra_seeds"]):
         if not seed.isdigit():
             raise ParameterError(f"extra_seeds: {seed!r} is not a seed; expected integers, comma-separated (e.g. 1,2)")
-    for name in ("batch_size", "attention_heads", "synthetic_images", "synthetic_size"):
+    for name in ("batch_size", "attention_heads", "synthetic_images", "synthetic_size", "cache_draws"):
         if params[name] < 1:
             raise ParameterError(f"{name}={params[name]}: expected a positive integer")
 

@@ -22,19 +22,18 @@ import numpy as np
 
 from lesionscan.core.classes import CLASSES
 from lesionscan.core.errors import ParameterError
+from lesionscan.model.layers import ATTENTION_LAYER, BACKBONE_OUTPUT
 
-ATTENTION_LAYER = "soft_attention"
-BACKBONE_LAYER = "conv5_block3_out"
 
 
 def default_layer(model) -> str:
     """Name of the layer Grad-CAM explains by default: the attention layer if any, else ResNet50's last block."""
     names = {layer.name for layer in model.layers}
-    for name in (ATTENTION_LAYER, BACKBONE_LAYER):
+    for name in (ATTENTION_LAYER, BACKBONE_OUTPUT):
         if name in names:
             return name
     raise ParameterError(
-        f"model {model.name!r} has neither a {ATTENTION_LAYER!r} nor a {BACKBONE_LAYER!r} layer; "
+        f"model {model.name!r} has neither a {ATTENTION_LAYER!r} nor a {BACKBONE_OUTPUT!r} layer; "
         "pass layer=NAME naming the convolutional feature layer to explain")
 
 

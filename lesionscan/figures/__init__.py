@@ -1,4 +1,17 @@
-"""Every figure of the book, in one style."""
+"""Every figure of the book, in one style, in a module per kind of figure.
 
-from lesionscan.figures.plots import *  # noqa: F401,F403  (split by subject next)
-from lesionscan.figures.plots import _styled, save_figure  # noqa: F401
+- ``style``: the look shared by all figures (palette and class colours, fonts,
+  ``BookFigure``, the ``book_figure`` decorator every figure function carries,
+  ``save_figure``, and small helpers such as wrapped class labels).
+- ``dataset``: what the images are: class distribution, metadata by class,
+  sample grid, split support, augmentation gallery (chapters 1, 2).
+- ``training``: how training went: training curves (chapters 3, 4).
+- ``performance``: how well the models classify and how sure we are of it:
+  confusion matrix, ROC curves, metric comparison, reliability diagram,
+  interval comparison (chapters 3 to 5).
+- ``explanations``: where the models look: explanation panel, agreement of
+  the maps with the lesion masks (chapter 6).
+
+Import the module you need (``from lesionscan.figures import performance``);
+nothing is re-exported here, so each figure has one home.
+"""

@@ -110,39 +110,6 @@ def augment_images(images, seed, rotation: float = ROTATION, zoom: float = ZOOM,
     return out
 
 
-class Augment(keras.layers.Layer):
-    """:func:`augment_images` as a layer with its own random state: each call draws anew.
-
-    For showing augmented copies (notebook 02); ``make_dataset`` calls
-    :func:`augment_images` with per-batch seeds instead. ``training=False``
-    returns the images unchanged.
-    """
-
-    def __init__(self, seed: int = 0, rotation: float = ROTATION, zoom: float = ZOOM, brightness: float = BRIGHTNESS,
-                 shear: float = SHEAR, flip: bool = True, **kwargs):
-        kwargs.setdefault("name", "augmenter")
-        super().__init__(**kwargs)
-        self.factors = dict(rotation=float(rotation), zoom=float(zoom), brightness=float(brightness),
-                            shear=float(shear), flip=bool(flip))
-        self.seed_generator = keras.random.SeedGenerator(int(seed))
-
-    def call(self, images, training=True):
-        """Augmented images (float, 0..255), or the images themselves when not training."""
-        if not training:
-            return images
-        return augment_images(images, self.seed_generator.next(), **self.factors)
-
-
-def augmenter(seed: int, rotation: float = ROTATION, zoom: float = ZOOM, brightness: float = BRIGHTNESS,
-              shear: float = SHEAR, flip: bool = True) -> Augment:
-    """The training augmentation as a layer: ``augmenter(seed)(images, training=True)``.
-
-    Works on float images in 0..255 (before ``preprocess``); a factor of 0
-    leaves that transform out. Same transforms and ranges as the pipeline's.
-    """
-    return Augment(seed, rotation=rotation, zoom=zoom, brightness=brightness, shear=shear, flip=flip)
-
-
 def augmented_copies(image: np.ndarray, n: int, seed: int) -> list[np.ndarray]:
     """``n`` augmented versions of one uint8 image, exactly as training draws them (for the gallery)."""
     batch = np.repeat(np.asarray(image, dtype=np.float32)[None], n, axis=0)

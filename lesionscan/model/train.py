@@ -9,7 +9,7 @@ Adam and label-smoothed cross-entropy, stops early on validation loss
 (restoring the best weights) and lowers the learning rate on plateaus.
 Only training and validation data are ever passed in: never the test set.
 
-Feature caching (``TrainConfig.cache_features``): a frozen backbone gives the
+Feature caching (``TrainSection.cache_features``): a frozen backbone gives the
 same features every time it sees the same input, so phase "frozen" runs the
 backbone once and trains the attention and head on stored features. The model
 is cut where backbone tensors feed non-backbone layers (one or more of them,
@@ -36,8 +36,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -45,64 +44,11 @@ import pandas as pd
 import tensorflow as tf
 
 from lesionscan.core.errors import ParameterError
+from lesionscan.core.parameters import TrainSection
 from lesionscan.model.networks import backbone_layers
 
-SCHEDULES = ("auto", "two-phase", "full")
 PHASES = ("frozen", "finetune", "full")
 HISTORY_COLUMNS = ["epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "lr"]
-
-
-@dataclass
-class TrainConfig:
-    """Every training knob; defaults are the report's values where it gives them.
-
-    ``weights`` is the model's initialisation ("none", "imagenet" or a file);
-    schedule "auto" means two-phase for pretrained weights, full for "none".
-    ``cache_features``, ``cache_draws`` and ``cache_max_gb`` control phase-1
-    feature caching (see the module docstring).
-    """
-
-    schedule: str = "auto"
-    epochs_phase1: int = 10
-    epochs_phase2: int = 20
-    epochs: int = 30
-    lr_phase1: float = 1e-4
-    lr_phase2: float = 1e-5
-    lr_full: float = 1e-3
-    unfreeze_fraction: float = 0.4
-    label_smoothing: float = 0.1
-    early_stopping_patience: int = 5
-    lr_patience: int = 2
-    lr_factor: float = 0.2
-    use_class_weights: bool = True
-    weights: str = "none"
-    cache_features: bool = True   # phase "frozen": backbone once, then attention and head on stored features
-    cache_draws: int = 1          # training-set passes (balanced draw + augmentation) cached for phase 1
-    cache_max_gb: float = 16.0    # cache limit (also at most half the RAM); above it phase 1 runs on images
-
-    @property
-    def pretrained(self) -> bool:
-        """Whether the backbone starts from pretrained weights (anything but "none")."""
-        return str(self.weights).lower() != "none"
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> "TrainConfig":
-        """Config from a resolved profile (profiles.resolve); profile "class_weights" -> use_class_weights."""
-        values = {f.name: params[f.name] for f in fields(cls) if f.name in params}
-        if "class_weights" in params:
-            values["use_class_weights"] = bool(params["class_weights"])
-        return cls(**values)
-
-    def phases(self) -> list[tuple[str, int, float]]:
-        """(phase, epochs, learning rate) in order, with "auto" resolved."""
-        if self.schedule not in SCHEDULES:
-            raise ParameterError(f"schedule={self.schedule!r}: expected one of {', '.join(SCHEDULES)}")
-        two_phase = self.schedule == "two-phase" or (self.schedule == "auto" and self.pretrained)
-        if two_phase:
-            plan = [("frozen", self.epochs_phase1, self.lr_phase1), ("finetune", self.epochs_phase2, self.lr_phase2)]
-        else:
-            plan = [("full", self.epochs, self.lr_full)]
-        return [(name, int(n), float(lr)) for name, n, lr in plan if n > 0]
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -348,7 +294,7 @@ def _ram_bytes() -> float:
         return math.inf
 
 
-def _cached_phase(model: keras.Model, train_ds, val_ds, config: TrainConfig, verbose: int):
+def _cached_phase(model: keras.Model, train_ds, val_ds, config: TrainSection, verbose: int):
     """(head_model, train features, validation features) for phase "frozen", or None to use images."""
     feature_model, head_model = split_at_backbone(model)
     if feature_model.trainable_weights:  # only a frozen feature extractor gives fixed features
@@ -398,13 +344,15 @@ class _EpochLog(keras.callbacks.Callback):
                   f" - {metrics} - lr: {self.lr:.2e}", flush=True)
 
 
-def train(model: keras.Model, train_ds, val_ds, config: TrainConfig, class_weight: dict | None = None,
-          verbose: int = 2, callbacks: list | None = None) -> pd.DataFrame:
+def train(model: keras.Model, train_ds, val_ds, config: TrainSection, pretrained: bool = False,
+          class_weight: dict | None = None, verbose: int = 2, callbacks: list | None = None) -> pd.DataFrame:
     """Train ``model`` by ``config``'s schedule; return the history, one row per epoch.
 
+    ``pretrained`` (the backbone starts from ImageNet or file weights) makes
+    schedule "auto" two-phase.
     Columns: epoch (global, 1-based), phase, loss, accuracy, val_loss,
     val_accuracy, lr. ``class_weight`` is applied only if
-    ``config.use_class_weights``. verbose=0 is silent; otherwise one line per
+    ``config.class_weights``. verbose=0 is silent; otherwise one line per
     epoch, with the phase name. With ``config.cache_features`` phase "frozen"
     trains the head model on cached backbone features (module docstring);
     ``train_ds`` must then yield ``(images, labels[, sample_weights])``.
@@ -415,8 +363,8 @@ def train(model: keras.Model, train_ds, val_ds, config: TrainConfig, class_weigh
         raise ParameterError(f"cache_draws={config.cache_draws}: expected a positive integer")
     rows: list[dict] = []
     epoch = 0
-    weights = class_weight if config.use_class_weights else None
-    for phase, n_epochs, lr in config.phases():
+    weights = class_weight if config.class_weights else None
+    for phase, n_epochs, lr in config.phases(pretrained):
         set_phase(model, phase, config.unfreeze_fraction)
         fit_model, fit_train, fit_val = model, train_ds, val_ds
         if phase == "frozen" and config.cache_features:

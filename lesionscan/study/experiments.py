@@ -1,9 +1,14 @@
-"""Train one model of the study on a run's split and evaluate it on the test subset.
+"""The study's experiments: train one model on a run's split and score it, and chapter 5's variations of that.
 
-Chapters 03 and 04 differ only in the model they train, so the whole
-experiment (data, pipeline, training, saving, predicting, scoring) lives here
-once. The test subset is used after training only: early stopping and the
-learning-rate schedule see the validation subset.
+Chapters 3 and 4 train the two main models, chapter 5 the variants (model
+kinds, training seeds, split protocols); each is one
+:func:`train_and_evaluate` call with a :class:`~lesionscan.core.parameters.TrainingRecipe`
+under a name (``multiscale``, ``soft_attention_seed1``, ``soft_attention_image``...),
+so every variant is trained and tested exactly as the main models are. The
+test subset is used after training only: early stopping and the learning-rate
+schedule see the validation subset. A model already trained in this run (its
+metrics on disk) is read back, not trained again; a run with other
+parameters starts from an empty folder (``run_folder``).
 """
 
 from __future__ import annotations
@@ -13,11 +18,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from lesionscan.analysis import evaluation, resampling
 from lesionscan.core import atomic
-from lesionscan.data import ham10000, split
-from lesionscan.analysis import evaluation
-from lesionscan.model import networks, pipeline, train
 from lesionscan.core.classes import CLASSES
+from lesionscan.core.parameters import TrainingRecipe
+from lesionscan.data import ham10000
+from lesionscan.model import networks, pipeline, train
+from lesionscan.study.results import MAIN_MODELS
 from lesionscan.study.run_folder import Run
 
 
@@ -31,26 +38,9 @@ class Result:
     metrics: dict
 
 
-def split_table(run: Run, protocol: str | None = None) -> pd.DataFrame:
-    """The split of ``protocol`` (default: the run's own, written by chapter 2).
-
-    Other protocols (the leakage audit) are made with the run's seed and
-    written to ``splits/PROTOCOL.csv`` the first time they are asked for.
-    """
-    if protocol is None or protocol == run.params["split_protocol"]:
-        return split.read_split(run.split_path)
-    path = run.dir / "splits" / f"{protocol}.csv"
-    if not path.exists():
-        p = run.params
-        table = split.make_split(ham10000.load_dataset(run.data_dir, verify_images=False), protocol, seed=p["seed"],
-                                 val_fraction=p["val_fraction"], test_fraction=p["test_fraction"])
-        split.write_split(table, path)
-    return split.read_split(path)
-
-
 def subsets(run: Run, protocol: str | None = None) -> dict[str, pd.DataFrame]:
     """A split joined with image paths, one frame per subset."""
-    frame = split_table(run, protocol).merge(
+    frame = run.split_table(protocol).merge(
         ham10000.load_dataset(run.data_dir, verify_images=False)[["image_id", "image_path"]], on="image_id")
     return {name: frame[frame["subset"] == name].reset_index(drop=True) for name in ("train", "val", "test")}
 
@@ -59,58 +49,47 @@ def _labels(frame: pd.DataFrame) -> np.ndarray:
     return frame["dx"].map(CLASSES.index).to_numpy()
 
 
-def eval_dataset(run: Run, frame: pd.DataFrame):
+def eval_dataset(recipe: TrainingRecipe, frame: pd.DataFrame):
     """A dataset in the frame's order, without augmentation (validation, test, explanations)."""
-    p = run.params
-    return pipeline.make_dataset(frame["image_path"].tolist(), _labels(frame), image_size=p["image_size"],
-                                 batch_size=p["batch_size"], training=False, augment=False, balance_target=None,
-                                 seed=p["seed"])
+    return pipeline.make_dataset(frame["image_path"].tolist(), _labels(frame), image_size=recipe.pipeline.image_size,
+                                 batch_size=recipe.pipeline.batch_size, training=False, augment=False,
+                                 balance_target=None, seed=recipe.seed)
 
 
-def build(run: Run, kind: str):
-    """The model ``kind`` (see ``networks.KINDS``) with the run's settings."""
-    p = run.params
-    return networks.build_model(kind, image_size=p["image_size"], weights=p["weights"], dropout=p["dropout"],
-                              l2=p["l2"], attention_heads=p["attention_heads"], gamma_init=p["gamma_init"],
-                              bn_momentum=p["bn_momentum"])
+def train_and_evaluate(run: Run, recipe: TrainingRecipe, name: str | None = None) -> Result:
+    """Train ``recipe`` on its split's training subset, save everything as ``name``, score it on the test subset.
 
-
-def train_and_evaluate(run: Run, kind: str, name: str | None = None, seed: int | None = None,
-                       protocol: str | None = None) -> Result:
-    """Train ``kind`` on a training subset, save everything as ``name``, score it on the test subset.
-
-    ``seed`` (training seed: initialisation, sampling, augmentation) and
-    ``protocol`` (split) default to the run's; the ablation chapter varies
-    them, and names the results (e.g. ``soft_attention_seed1``).
+    ``name`` defaults to the model kind; chapter 5 names its variants
+    (``soft_attention_seed1``, ``soft_attention_image``).
     """
-    p = run.params
-    name = name or kind
-    seed = p["seed"] if seed is None else int(seed)
-    train.seed_everything(seed, deterministic=p["deterministic"])
+    name = name or recipe.kind
+    pipe = recipe.pipeline
+    train.seed_everything(recipe.seed, deterministic=recipe.train.deterministic)
     train.configure_precision()  # mixed float16 on a GPU, float32 on a CPU
-    parts = subsets(run, protocol)
+    parts = subsets(run, recipe.split.protocol)
     train_labels = _labels(parts["train"])
     train_ds = pipeline.make_dataset(parts["train"]["image_path"].tolist(), train_labels,
-                                     image_size=p["image_size"], batch_size=p["batch_size"], training=True,
-                                     augment=p["augment"], balance_target=p["balance_target"] or None,
-                                     seed=seed)
-    class_weight = pipeline.epoch_class_weights(train_labels, p["balance_target"]) if p["class_weights"] else None
-    model = build(run, kind)
+                                     image_size=pipe.image_size, batch_size=pipe.batch_size, training=True,
+                                     augment=pipe.augment, balance_target=pipe.balance_target or None,
+                                     seed=recipe.seed)
+    class_weight = pipeline.epoch_class_weights(train_labels, pipe.balance_target) if recipe.train.class_weights \
+        else None
+    model = networks.build_model(recipe.kind, pipe.image_size, recipe.model)
     print(f"{name}: {model.count_params():,} parameters; {len(parts['train'])} training images, "
           f"{len(parts['val'])} validation images", flush=True)
-    history = train.train(model, train_ds, eval_dataset(run, parts["val"]), train.TrainConfig.from_params(p),
-                          class_weight=class_weight)
+    history = train.train(model, train_ds, eval_dataset(recipe, parts["val"]), recipe.train,
+                          pretrained=recipe.model.pretrained, class_weight=class_weight)
 
     with atomic.atomic_path(run.model_path(name)) as tmp:
         model.save(tmp)
     atomic.write_csv(run.history_path(name), history)
 
     test = parts["test"]
-    probs = model.predict(eval_dataset(run, test), verbose=0)
+    probs = model.predict(eval_dataset(recipe, test), verbose=0)
     predictions = evaluation.predictions_frame(test["image_id"].tolist(), test["dx"].tolist(), probs)
     atomic.write_csv(run.predictions_path(name), predictions)
     metrics = evaluation.compute_metrics(predictions)
-    metrics.update(model=kind, name=name, seed=seed, split_protocol=protocol or p["split_protocol"],
+    metrics.update(model=recipe.kind, name=name, seed=recipe.seed, split_protocol=recipe.split.protocol,
                    data=run.data_label, initialisation=run.weights_label, epochs_trained=int(len(history)))
     atomic.write_json(run.metrics_path(name), metrics)
     return Result(model=model, history=history, predictions=predictions, metrics=metrics)
@@ -157,3 +136,77 @@ def interval_table(intervals_by_model: dict[str, pd.DataFrame], metrics_by_model
             columns={"value": name, "low": f"{name} low", "high": f"{name} high"})
         table = part if table is None else table.merge(part, on="metric", how="outer", sort=False)
     return _with_majority(table, metrics_by_model)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Chapter 5: model variants, training seeds, split protocols
+
+
+def _result(run: Run, recipe: TrainingRecipe, name: str) -> tuple[dict, pd.DataFrame]:
+    """Metrics and predictions of ``name``, training it first unless this run already did."""
+    if not run.metrics_path(name).exists():
+        train_and_evaluate(run, recipe, name=name)
+    return run.read_metrics(name), run.read_predictions(name)
+
+
+def variants(run: Run) -> dict[str, tuple[dict, pd.DataFrame]]:
+    """Baseline, soft attention and every kind in ``ablation_models``, same protocol and seed."""
+    p = run.parameters
+    kinds = list(MAIN_MODELS) + [k for k in p.evaluation.ablation_kinds if k not in MAIN_MODELS]
+    return {kind: _result(run, p.recipe(kind), kind) for kind in kinds}
+
+
+def seeds(run: Run) -> dict[str, dict[int, dict]]:
+    """Metrics per training seed for the two main models: the run's seed plus ``extra_seeds``."""
+    p = run.parameters
+    seed_list = [p.seed] + p.evaluation.seeds
+    out: dict[str, dict[int, dict]] = {}
+    for kind in MAIN_MODELS:
+        out[kind] = {}
+        for seed in seed_list:
+            name = kind if seed == p.seed else f"{kind}_seed{seed}"
+            out[kind][seed] = _result(run, p.recipe(kind, seed=seed), name)[0]
+    return out
+
+
+def seed_table(metrics_by_kind_and_seed: dict[str, dict[int, dict]]) -> pd.DataFrame:
+    """Mean and spread across seeds for each main model, one block of rows per model."""
+    parts = [resampling.seed_summary(by_seed).assign(model=kind) for kind, by_seed in metrics_by_kind_and_seed.items()]
+    table = pd.concat(parts, ignore_index=True)
+    return table[["model"] + [c for c in table.columns if c != "model"]]
+
+
+def leakage(run: Run, kind: str = "soft_attention") -> dict[str, tuple[dict, pd.DataFrame]]:
+    """``kind`` trained and tested under the run's protocol and each of ``leakage_protocols``."""
+    p = run.parameters
+    own = p.split.protocol
+    out = {own: _result(run, p.recipe(kind), kind)}
+    for protocol in p.evaluation.protocols:
+        if protocol != own:
+            out[protocol] = _result(run, p.recipe(kind, protocol=protocol), f"{kind}_{protocol}")
+    return out
+
+
+_LEAKAGE_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc_macro")
+
+
+def leakage_table(results: dict[str, tuple[dict, pd.DataFrame]], reference: str, n_resamples: int,
+                  seed: int) -> pd.DataFrame:
+    """Per protocol: each metric with its 95 % interval and its difference from ``reference``'s.
+
+    A leaky protocol (``image``) lets images of one lesion sit in training and
+    test; its inflation is how much higher it scores than the lesion-disjoint
+    reference protocol. The test sets differ between protocols, so the
+    difference is not paired; the intervals show each one's own uncertainty.
+    """
+    rows = []
+    ref = evaluation.flat_metrics(results[reference][0])
+    for protocol, (metrics, predictions) in results.items():
+        flat = evaluation.flat_metrics(metrics)
+        intervals = resampling.bootstrap_metrics(predictions, n_resamples=n_resamples, seed=seed).set_index("metric")
+        for metric in _LEAKAGE_METRICS:
+            rows.append({"protocol": protocol, "metric": metric, "test images": metrics["n"],
+                         "epochs": metrics.get("epochs_trained"), "value": flat[metric],
+                         "low": intervals.loc[metric, "low"], "high": intervals.loc[metric, "high"],
+                         f"minus {reference}": flat[metric] - ref[metric]})
+    return pd.DataFrame(rows)

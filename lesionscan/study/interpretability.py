@@ -17,10 +17,12 @@ import pandas as pd
 from lesionscan.analysis import evaluation
 from lesionscan.study import experiments
 from lesionscan.explain import gradcam
-from lesionscan.model import networks, pipeline
+from lesionscan.model import pipeline
 from lesionscan.core.classes import CLASSES
 from lesionscan.core.errors import ParameterError
 from lesionscan.study.run_folder import Run
+from lesionscan.model import saving
+from lesionscan.explain import attention
 
 ATTENTION = "soft attention"
 METHODS = (ATTENTION, "Grad-CAM, attention model", "Grad-CAM++, attention model", "Grad-CAM, baseline",
@@ -65,17 +67,17 @@ def choose_examples(predictions: pd.DataFrame, per_class: int = 2) -> pd.DataFra
 
 def load_models(run: Run) -> dict:
     """The run's trained attention model and baseline."""
-    return {"soft_attention": networks.load_model(run.model_path("soft_attention")),
-            "baseline": networks.load_model(run.model_path("baseline"))}
+    return {"soft_attention": saving.load_model(run.model_path("soft_attention")),
+            "baseline": saving.load_model(run.model_path("baseline"))}
 
 
-def explanation_maps(trained: dict, batch_preprocessed: np.ndarray, predicted: dict[str, np.ndarray]
+def method_maps(trained: dict, batch_preprocessed: np.ndarray, predicted: dict[str, np.ndarray]
                      ) -> dict[str, np.ndarray]:
     """Every method's (N, S, S) map for one batch; ``predicted`` holds each model's predicted class indices."""
     size = batch_preprocessed.shape[1:3]
     sa, base = trained["soft_attention"], trained["baseline"]
     return {
-        ATTENTION: networks.attention_maps(sa, batch_preprocessed, upsample_to=size),
+        ATTENTION: attention.attention_maps(sa, batch_preprocessed, upsample_to=size),
         "Grad-CAM, attention model": gradcam.gradcam(sa, batch_preprocessed, predicted["soft_attention"]),
         "Grad-CAM++, attention model": gradcam.gradcam(sa, batch_preprocessed, predicted["soft_attention"],
                                                        plus=True),
@@ -108,11 +110,11 @@ def example_rows(run: Run, trained: dict, per_class: int) -> list[dict]:
 
     examples = choose_examples(run.read_predictions("soft_attention"), per_class)
     frame = images_and_masks(run).set_index("image_id").loc[examples["image_id"]]
-    size = run.params["image_size"]
+    size = run.parameters.pipeline.image_size
     raw = np.stack([pipeline.load_image(path, size) for path in frame["image_path"]])
     batch = pipeline.preprocess(raw.astype("float32"))
-    maps = explanation_maps(trained, batch, _predicted(run, examples["image_id"]))
-    grid = networks.attention_maps(trained["soft_attention"], batch)
+    maps = method_maps(trained, batch, _predicted(run, examples["image_id"]))
+    grid = attention.attention_maps(trained["soft_attention"], batch)
     rows = []
     for i, example in enumerate(examples.itertuples()):
         mask_path = frame["mask_path"].iloc[i]
@@ -136,11 +138,11 @@ def maps_by_batch(run: Run, trained: dict, batch_size: int = 64, progress: bool 
 
     frame = images_and_masks(run)
     frame = frame[frame["mask_path"].notna()].reset_index(drop=True)
-    size = run.params["image_size"]
+    size = run.parameters.pipeline.image_size
     for start in range(0, len(frame), batch_size):
         part = frame.iloc[start:start + batch_size]
         raw = np.stack([pipeline.load_image(path, size) for path in part["image_path"]])
-        maps = explanation_maps(trained, pipeline.preprocess(raw.astype("float32")),
+        maps = method_maps(trained, pipeline.preprocess(raw.astype("float32")),
                                 _predicted(run, part["image_id"]))
         if progress:
             print(f"maps of test images {start + 1}-{start + len(part)} of {len(frame)}", flush=True)
@@ -161,7 +163,7 @@ def score_test_subset(run: Run, trained: dict, batch_size: int = 64, progress: b
     parts, small = [], {}
     for frame, maps, masks in maps_by_batch(run, trained, batch_size=batch_size, progress=progress):
         parts.append(agreement.agreement_scores(maps, masks, frame["image_id"].tolist(), frame["dx"].tolist(),
-                                                seed=run.params["seed"]))
+                                                seed=run.parameters.seed))
         for method, batch in maps.items():
             small.setdefault(method, []).append(agreement.shrink(batch))
     if not parts:

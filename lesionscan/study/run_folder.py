@@ -1,30 +1,49 @@
-"""One run's folder: where each stage reads and writes, and its parameters.
+"""One run's folder: the one owner of every path under ``ARTIFACTS/PROFILE/``, and the run's parameters.
 
-Every chapter opens the same run (``ARTIFACTS/PROFILE/``) and finds there
-what earlier chapters wrote; the layout lives here only, so chapters and the
-study never spell out paths themselves.
+Every chapter opens the same run and finds there what earlier chapters
+wrote. Paths are made here only: declared results (``study.results``) through
+:meth:`Run.path`, trained models through :meth:`Run.trained_path`, derived
+splits through :meth:`Run.split_table`, the book's staging folder, logs and
+manifest through their properties. A new run removes every output of an
+earlier one (:meth:`Run.clear_outputs`); derived splits are keyed by
+everything they depend on, so no run can read another run's split.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from dataclasses import dataclass
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lesionscan.core import atomic, parameters
 from lesionscan.core.errors import DataError, ParameterError
+from lesionscan.study import results
+from lesionscan.study.results import Result
 
 PARAMS_FILE = "params.json"
+# Everything a run writes besides params.json (and the synthetic data, shared under ARTIFACTS/data/).
+OUTPUT_DIRS = ("models", "predictions", "metrics", "figures", "tables", "splits", "logs", "book", "_build")
+OUTPUT_FILES = ("split.csv", "manifest.json")
 
 
 @dataclass
 class Run:
-    """The artifacts of one study run and the parameters it ran with."""
+    """The artifacts of one study run and the parameters it ran with (flat, as the user set them)."""
 
     dir: Path
     params: dict[str, Any]
+    _parameters: parameters.StudyParameters | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def parameters(self) -> parameters.StudyParameters:
+        """The parameters as typed sections (what the package's stages take)."""
+        if self._parameters is None:
+            self._parameters = parameters.sections(self.params)
+        return self._parameters
 
     # --- where things live -------------------------------------------------
     @property
@@ -32,67 +51,136 @@ class Run:
         return Path(self.params["data_dir"])
 
     @property
-    def split_path(self) -> Path:
-        return self.dir / "split.csv"
-
-    @property
     def manifest_path(self) -> Path:
         return self.dir / "manifest.json"
 
+    @property
+    def stage_dir(self) -> Path:
+        """Where the book is assembled (sources and executed chapters) before ``jupyter-book build``."""
+        return self.dir / "book"
+
+    @property
+    def html_index(self) -> Path:
+        """The built book's front page (``jupyter-book build --path-output`` is the run folder)."""
+        return self.dir / "_build" / "html" / "index.html"
+
+    def log_path(self, chapter: str) -> Path:
+        """The kernel's stderr while ``chapter`` ran."""
+        return self.dir / "logs" / f"{chapter}.stderr.log"
+
+    def path(self, result: Result) -> Path:
+        """Where the declared ``result`` lives."""
+        return self.dir / result.relative_path
+
+    def trained_path(self, name: str, what: str) -> Path:
+        """A file of trained model ``name``: ``what`` is model, history, predictions or metrics."""
+        folder, pattern = results.TRAINED[what]
+        return self.dir / folder / pattern.format(name=name)
+
     def model_path(self, name: str) -> Path:
-        return self.dir / "models" / f"{name}.keras"
+        return self.trained_path(name, "model")
 
     def history_path(self, name: str) -> Path:
-        return self.dir / "models" / f"{name}_history.csv"
+        return self.trained_path(name, "history")
 
     def predictions_path(self, name: str) -> Path:
-        return self.dir / "predictions" / f"{name}.csv"
+        return self.trained_path(name, "predictions")
 
     def metrics_path(self, name: str) -> Path:
-        return self.dir / "metrics" / f"{name}.json"
+        return self.trained_path(name, "metrics")
 
-    def figure_path(self, name: str) -> Path:
-        return self.dir / "figures" / f"{name}.png"
+    # --- declared results --------------------------------------------------
+    def save(self, result: Result, value) -> Any:
+        """Write a declared result (table: DataFrame, statement: dict, figure: Figure); return it for display.
 
-    def table_path(self, name: str) -> Path:
-        return self.dir / "tables" / f"{name}.csv"
-
-    # --- saving what the book shows ---------------------------------------
-    def save_table(self, name: str, frame) -> Any:
-        """Write a table the book shows to ``tables/NAME.csv``; return it for display."""
-        atomic.write_csv(self.table_path(name), frame)
-        return frame
-
-    def save_figure(self, name: str, fig) -> Any:
-        """Write a figure to ``figures/NAME.png`` and return it, so a notebook cell shows it once.
-
-        ``plots.save_figure`` closes the figure, which stops the inline backend
-        from showing it a second time; the returned figure still renders.
+        A figure is closed after writing (which keeps the inline backend from
+        showing it twice); the returned figure still renders in the notebook.
         """
-        from lesionscan.figures import plots
+        path = self.path(result)
+        if result.kind in (results.TABLE, results.SPLIT):
+            atomic.write_csv(path, value)
+        elif result.kind == results.STATEMENT:
+            atomic.write_json(path, value)
+        elif result.kind == results.FIGURE:
+            from lesionscan.figures.style import save_figure
 
-        plots.save_figure(fig, self.figure_path(name))
-        return fig
+            save_figure(value, path)
+        else:
+            raise ValueError(f"result {result.name!r} has unknown kind {result.kind!r}")
+        return value
 
-    def save_json(self, name: str, obj) -> Any:
-        """Write a result the book states in words to ``metrics/NAME.json``; return it."""
-        atomic.write_json(self.metrics_path(name), obj)
-        return obj
+    def read(self, result: Result):
+        """A declared result as written (table: DataFrame, statement: dict); missing: :class:`results.MissingResult`."""
+        path = self.path(result)
+        if not path.exists():
+            raise result.missing(path)
+        if result.kind in (results.TABLE, results.SPLIT):
+            import pandas as pd
+
+            return pd.read_csv(path)
+        if result.kind == results.STATEMENT:
+            return json.loads(path.read_text())
+        raise ValueError(f"result {result.name!r} is a {result.kind}: read it from {path}")
 
     def read_predictions(self, name: str):
-        """The test predictions of model ``name`` written by its chapter."""
+        """The test predictions of trained model ``name``, written by the chapter that trains it."""
         import pandas as pd
 
         path = self.predictions_path(name)
         if not path.exists():
-            raise DataError(f"{path} not found: run the chapter that trains model {name!r} first")
+            raise results.missing_trained(name, "predictions", path)
         return pd.read_csv(path)
 
     def read_metrics(self, name: str) -> dict:
+        """The test metrics of trained model ``name``, written by the chapter that trains it."""
         path = self.metrics_path(name)
         if not path.exists():
-            raise DataError(f"{path} not found: run the chapter that trains model {name!r} first")
+            raise results.missing_trained(name, "metrics", path)
         return json.loads(path.read_text())
+
+    # --- splits ---------------------------------------------------------------
+    def split_table(self, protocol: str | None = None):
+        """The split of ``protocol`` (default: the run's), made once and kept under a key of all it depends on.
+
+        The key hashes the data's metadata (image, lesion and class of every
+        image), the protocol, the seed and both fractions: another seed,
+        another data folder or other fractions give another file, so a split
+        of an earlier run is never read by mistake.
+        """
+        from lesionscan.data import ham10000, split
+
+        p = self.parameters
+        protocol = protocol or p.split.protocol
+        dataset = ham10000.load_dataset(self.data_dir, verify_images=False)
+        digest = hashlib.sha256()
+        digest.update(dataset[["image_id", "lesion_id", "dx"]].to_csv(index=False).encode())
+        digest.update(f"{protocol}|{p.seed}|{p.split.val_fraction!r}|{p.split.test_fraction!r}".encode())
+        path = self.dir / "splits" / f"{protocol}-{digest.hexdigest()[:16]}.csv"
+        if not path.exists():
+            table = split.make_split(dataset, protocol, seed=p.seed, val_fraction=p.split.val_fraction,
+                                     test_fraction=p.split.test_fraction)
+            split.write_split(table, path)
+        return split.read_split(path)
+
+    # --- a new run ---------------------------------------------------------
+    def clear_outputs(self) -> None:
+        """Remove every output of an earlier run, so nothing this run shows can come from another."""
+        for name in OUTPUT_DIRS:
+            if (self.dir / name).exists():
+                shutil.rmtree(self.dir / name)
+        for name in OUTPUT_FILES:
+            (self.dir / name).unlink(missing_ok=True)
+
+    def output_files(self) -> dict[str, tuple[int, int]]:
+        """Every file the chapters wrote so far (relative path -> modification time, size), for the manifest."""
+        found = {}
+        for name in ("models", "predictions", "metrics", "figures", "tables", "splits", *OUTPUT_FILES):
+            base = self.dir / name
+            for path in ([base] if base.is_file() else sorted(base.rglob("*")) if base.is_dir() else []):
+                if path.is_file() and not path.name.startswith("."):
+                    stat = path.stat()
+                    found[path.relative_to(self.dir).as_posix()] = (stat.st_mtime_ns, stat.st_size)
+        return found
 
     # --- data description ------------------------------------------------
     @property
@@ -141,7 +229,12 @@ def prepare_data(artifacts: Path, params: dict[str, Any], data_dir: str | os.Pat
 
 def create(profile: str, artifacts: str | os.PathLike = "artifacts", data_dir: str | os.PathLike | None = None,
            overrides=()) -> Run:
-    """Resolve the parameters, prepare the data and write ``params.json`` for a new run."""
+    """Resolve the parameters, prepare the data and write ``params.json``.
+
+    When the parameters differ from those the folder last ran with, the
+    earlier run's outputs are removed first: a chapter run on its own with a
+    changed knob must not read a model or table the old parameters made.
+    """
     params = parameters.resolve(profile, overrides)
     if data_dir is not None:
         params["data"] = "directory"
@@ -149,7 +242,10 @@ def create(profile: str, artifacts: str | os.PathLike = "artifacts", data_dir: s
     params["data_dir"] = str(prepare_data(artifacts, params, data_dir))
     run = Run(dir=artifacts / profile, params=params)
     run.dir.mkdir(parents=True, exist_ok=True)
-    atomic.write_json(run.dir / PARAMS_FILE, params)
+    params_file = run.dir / PARAMS_FILE
+    if not params_file.exists() or json.loads(params_file.read_text()) != json.loads(json.dumps(params)):
+        run.clear_outputs()  # other parameters: nothing an earlier run left may be read as this run's
+    atomic.write_json(params_file, params)
     return run
 
 

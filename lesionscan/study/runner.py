@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -20,15 +21,14 @@ from importlib import metadata
 from pathlib import Path
 
 from lesionscan.core import atomic
-from lesionscan.study import findings, reproducibility
-from lesionscan.study import run_folder
 from lesionscan.core.errors import ChapterError, LesionScanError
+from lesionscan.data import ham10000
+from lesionscan.model import networks
+from lesionscan.study import findings, reproducibility, results, run_folder
+from lesionscan.study.results import CHAPTERS
 
-CHAPTERS = ("01_data", "02_preprocessing", "03_baseline", "04_soft_attention", "05_ablation",
-            "06_interpretability")
 _BOOK_FILES = ("_config.yml", "_toc.yml", "references.bib")
 _BOOK_DIRS = ("book", "_static")
-_OUTPUT_DIRS = ("models", "predictions", "metrics", "figures", "tables", "logs", "_build")
 _VERSIONED = ("lesionscan", "tensorflow", "keras", "numpy", "pandas", "scikit-learn", "tf-keras-vis",
               "papermill", "jupytext", "jupyter-book", "matplotlib", "seaborn", "pillow")
 
@@ -83,15 +83,6 @@ def _stage_book(root: Path, stage: Path) -> None:
     (stage / "notebooks").mkdir()
 
 
-def _clear_outputs(run: run_folder.Run) -> None:
-    """Remove a previous run's outputs, so the book can only show this run's results."""
-    for name in _OUTPUT_DIRS:
-        if (run.dir / name).exists():
-            shutil.rmtree(run.dir / name)
-    for name in ("split.csv", "manifest.json"):
-        (run.dir / name).unlink(missing_ok=True)
-
-
 def execute_chapter(root: Path, chapter: str, stage: Path, run: run_folder.Run) -> None:
     """Execute one chapter with papermill into the staging folder; raise ChapterError on failure."""
     import jupytext
@@ -103,15 +94,15 @@ def execute_chapter(root: Path, chapter: str, stage: Path, run: run_folder.Run) 
     unexecuted = stage / "notebooks" / f".{chapter}.input.ipynb"
     jupytext.write(notebook, unexecuted)
     output = stage / "notebooks" / f"{chapter}.ipynb"
-    parameters = {"profile": run.params["profile"], "artifacts_dir": str(run.dir.parent),
-                  "data_dir": None, "overrides": {}}
-    log = run.dir / "logs" / f"{chapter}.stderr.log"
+    chapter_parameters = {"profile": run.params["profile"], "artifacts_dir": str(run.dir.parent),
+                          "data_dir": None, "overrides": {}}
+    log = run.log_path(chapter)
     log.parent.mkdir(exist_ok=True)
     try:
         # The kernel's own stderr (TensorFlow's C++ start-up lines, kernel warnings) goes to a
         # log file: the kernel process inherits file descriptor 2 when papermill starts it.
         with _stderr_to(log):
-            papermill.execute_notebook(str(unexecuted), str(output), parameters=parameters,
+            papermill.execute_notebook(str(unexecuted), str(output), parameters=chapter_parameters,
                                        kernel_name="python3", cwd=str(stage / "notebooks"), progress_bar=False,
                                        stdout_file=sys.stdout, request_save_on_cell_execute=False)
     except papermill.PapermillExecutionError as err:
@@ -151,16 +142,38 @@ def _hide_injected_parameters(path: Path) -> None:
         nbformat.write(notebook, tmp)
 
 
+def page_results(stage: Path) -> dict[str, results.Result]:
+    """The run results the hand-written pages show (``:file: ../tables/NAME.csv``), each checked to be declared.
+
+    A page may show a table only through the catalogue: a path that names no
+    declared result is a :class:`ChapterError` here, before the build.
+    """
+    found = {}
+    for page in sorted((stage / "book").glob("*.md")):
+        for relative in re.findall(r":file:\s*\.\./(tables/[\w.-]+)", page.read_text()):
+            result = results.by_path(relative)
+            if result is None:
+                raise ChapterError(f"{page.name} shows {relative}, which is no declared result of the study "
+                                   "(lesionscan/study/results.py)")
+            found[relative] = result
+    return found
+
+
 def build_book(stage: Path, output_dir: Path, warnings_as_errors: bool = True) -> Path:
     """Run ``jupyter-book build``; return the path of ``index.html``.
 
-    The run's tables are copied beside the hand-written pages first, so a page
-    such as the methods page can show a table this run computed.
+    The run's tables that hand-written pages show (the methods page shows the
+    model parameters chapter 5 computes) are copied beside the pages first;
+    each must be a declared result written by this run.
     """
-    if (output_dir / "tables").is_dir():
-        if (stage / "tables").exists():
-            shutil.rmtree(stage / "tables")
-        shutil.copytree(output_dir / "tables", stage / "tables")
+    if (stage / "tables").exists():
+        shutil.rmtree(stage / "tables")
+    for relative, result in page_results(stage).items():
+        source = output_dir / relative
+        if not source.exists():
+            raise result.missing(source)
+        (stage / "tables").mkdir(exist_ok=True)
+        shutil.copy2(source, stage / relative)
     executable = Path(sys.executable).parent / "jupyter-book"
     cmd = [str(executable) if executable.exists() else (shutil.which("jupyter-book") or "jupyter-book"), "build", str(stage), "--path-output", str(output_dir)]
     if warnings_as_errors:
@@ -176,20 +189,22 @@ def build_book(stage: Path, output_dir: Path, warnings_as_errors: bool = True) -
 
 def run_study(profile: str = "smoke", data_dir: str | None = None, artifacts: str = "artifacts",
               overrides=(), chapters=CHAPTERS, build: bool = True) -> Path:
-    """Run ``chapters`` for ``profile`` and build the book; return ``index.html``'s path."""
+    """Run ``chapters`` for ``profile`` and build the book; return ``index.html``'s path.
+
+    The manifest records, per chapter, its time, its status and the files it
+    wrote; a chapter that ends without writing one of its declared results
+    fails the study here, naming the result.
+    """
     root = project_root()
     started, t0 = _now(), time.monotonic()
     run = run_folder.create(profile, artifacts, data_dir, overrides)
-    _clear_outputs(run)
-    from lesionscan.data import ham10000
-    from lesionscan.model import networks
-
-    networks.check_weights(run.params["weights"])
+    run.clear_outputs()
+    networks.check_weights(run.parameters.model.weights)
 
     manifest = {
         "profile": profile,
         "parameters": run.params,
-        "seed": run.params["seed"],
+        "seed": run.parameters.seed,
         "data_dir": run.params["data_dir"],
         "data_checksum": ham10000.data_checksum(run.data_dir),
         "versions": package_versions(),
@@ -202,22 +217,23 @@ def run_study(profile: str = "smoke", data_dir: str | None = None, artifacts: st
         "chapters": {},
     }
     atomic.write_json(run.manifest_path, manifest)
-    stage = run.dir / "book"
+    stage = run.stage_dir
     _stage_book(root, stage)
     print(f"LesionScan study: profile {profile!r}, artifacts in {run.dir}", flush=True)
     try:
         for number, chapter in enumerate(chapters, start=1):
             print(f"\n=== [{number}/{len(chapters)}] {chapter} ({time.monotonic() - t0:.0f} s so far) ===",
                   flush=True)
-            t_chapter = time.monotonic()
+            t_chapter, before = time.monotonic(), run.output_files()
             try:
                 execute_chapter(root, chapter, stage, run)
+                _check_declared(run, chapter)
             except ChapterError:
                 manifest["chapters"][chapter] = {"seconds": round(time.monotonic() - t_chapter, 1),
-                                                 "status": "failed"}
+                                                 "status": "failed", "wrote": _written(run, before)}
                 raise
             seconds = round(time.monotonic() - t_chapter, 1)
-            manifest["chapters"][chapter] = {"seconds": seconds, "status": "ok"}
+            manifest["chapters"][chapter] = {"seconds": seconds, "status": "ok", "wrote": _written(run, before)}
             atomic.write_json(run.manifest_path, manifest)
             print(f"=== {chapter} done in {seconds:.0f} s ===", flush=True)
         index = None
@@ -239,6 +255,19 @@ def run_study(profile: str = "smoke", data_dir: str | None = None, artifacts: st
     return index if index is not None else run.dir
 
 
+def _written(run: run_folder.Run, before: dict[str, tuple[int, int]]) -> list[str]:
+    """Files under the run folder that are new or changed since ``before`` (relative paths, sorted)."""
+    return sorted(path for path, stamp in run.output_files().items() if before.get(path) != stamp)
+
+
+def _check_declared(run: run_folder.Run, chapter: str) -> None:
+    """Fail when ``chapter`` ended without writing a result it declares (patterns and optional ones aside)."""
+    for result in results.declared_by(chapter):
+        if not result.is_pattern and not result.optional and not run.path(result).exists():
+            raise ChapterError(f"chapter {chapter} finished without writing its declared result "
+                               f"{result.relative_path} ({result.what})")
+
+
 def repository_url(root: Path) -> str | None:
     """The repository URL named in the book's ``_config.yml`` (for the appendix's rerun recipe)."""
     import yaml
@@ -249,7 +278,8 @@ def repository_url(root: Path) -> str | None:
 
 def _write_generated_pages(root: Path, stage: Path, run: run_folder.Run, manifest: dict) -> None:
     """Pages written from this run: the front page's findings, the appendix and the manifest it links to."""
-    findings.write_findings(run, stage / "book" / "findings.md")
+    ran = [name for name, info in manifest["chapters"].items() if info["status"] == "ok"]
+    findings.write_findings(run, stage / "book" / "findings.md", chapters_run=ran)
     atomic.write_json(stage / "book" / "manifest.json", manifest)
     reproducibility.write_appendix(manifest, stage / "book" / "reproducibility.md", repository=repository_url(root))
 
