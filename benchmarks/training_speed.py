@@ -20,10 +20,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from lesionscan.data import ham10000, synthetic  # noqa: E402
-from lesionscan.core.parameters import ModelSection, TrainSection
-from lesionscan.model import networks, pipeline, train  # noqa: E402
 from lesionscan.core.classes import CLASSES  # noqa: E402
+from lesionscan.core.parameters import ModelSection, TrainSection
+from lesionscan.data import ham10000, synthetic  # noqa: E402
+from lesionscan.model import networks, pipeline, train  # noqa: E402
 
 SPEEDUP_TARGET = 5.0   # phase-1 epoch time without / with caching, epochs 2+
 BUSY_TARGET = 0.90     # pipeline images/s as a fraction of a bare step's on in-memory tensors

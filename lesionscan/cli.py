@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="base URL of a copy serving the same Dataverse API paths (default: https://dataverse.harvard.edu)")
     fetch.add_argument("--keep-archives", action="store_true", help="keep the zips in DIR/.download after unpacking")
     fetch.set_defaults(func=_cmd_download)
-    check = data_sub.add_parser("check", help="validate a dataset and report its layout, classes, lesions, image sizes, masks and problems")
+    check = data_sub.add_parser("check", help="validate a dataset and report its layout, classes, lesions, "
+                                              "image sizes, masks and problems")
     check.add_argument("dir")
     check.set_defaults(func=_cmd_check)
     split = data_sub.add_parser("split", help="write a train/val/test split table")

@@ -32,9 +32,8 @@ import numpy as np
 from lesionscan.core import atomic
 from lesionscan.core.classes import CLASS_NAMES, CLASSES, label
 from lesionscan.core.errors import DataError, ParameterError
-from lesionscan.model import saving
-from lesionscan.model import layers
 from lesionscan.explain import attention
+from lesionscan.model import layers, saving
 
 # Largest image accepted, in pixels (width x height, read from the header before decoding).
 # HAM10000 images are 600 x 450 (0.27 MP) and phone or dermatoscope cameras take up to
@@ -79,10 +78,10 @@ def check_image(path) -> tuple[int, int]:
             with Image.open(path, formats=list(IMAGE_FORMATS)) as img:
                 width, height = (int(v) for v in img.size)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise DataError(f"image {path}: too large to decode safely ({exc}); {limit}") from None
+        raise DataError(f"image {path}: too large to decode safely ({exc}); {limit}") from exc
     except Exception as exc:  # UnidentifiedImageError, truncated header, plugin errors: all "not an image"
         raise DataError(f"image {path}: not a readable image (expected one of "
-                        f"{', '.join(IMAGE_FORMATS)}; {type(exc).__name__}: {exc})") from None
+                        f"{', '.join(IMAGE_FORMATS)}; {type(exc).__name__}: {exc})") from exc
     if width < 1 or height < 1:
         raise DataError(f"image {path}: header declares an empty image ({width}x{height})")
     if width * height > MAX_PIXELS:
@@ -103,7 +102,7 @@ def _load(path, size: int) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             return pipeline.load_image(path, size)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise DataError(f"image {path}: too large to decode safely ({exc})") from None
+        raise DataError(f"image {path}: too large to decode safely ({exc})") from exc
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -271,7 +270,7 @@ def write_explanation(model, image_path, out_dir=None, predicted_index=None, *, 
                         metadata={"Software": "lesionscan", "Title": headline, "Panels": " | ".join(titles),
                                   "Disclaimer": DISCLAIMER})
     except OSError as exc:
-        raise DataError(f"{target}: could not write the explanation ({exc})") from None
+        raise DataError(f"{target}: could not write the explanation ({exc})") from exc
     return target
 
 

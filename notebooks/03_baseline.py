@@ -35,36 +35,30 @@ overrides = {}
 # %% tags=["remove-cell"]
 from IPython.display import Markdown, display
 
-from lesionscan.analysis import evaluation
-from lesionscan.figures.performance import confusion_matrix, roc_curves
-from lesionscan.figures.training import training_curves
-from lesionscan.study import experiments, results
-from lesionscan.study.run_folder import open_run
+from lesionscan.study.model_chapter import ModelChapter
 
-run = open_run(profile, artifacts_dir, data_dir, overrides)
+chapter = ModelChapter.open("baseline", profile, artifacts_dir, data_dir, overrides)
 
 # %% tags=["hide-cell"]
-result = experiments.train_and_evaluate(run, run.parameters.recipe("baseline"))
+chapter.train()
 
 # %% tags=["remove-input"]
-display(Markdown(experiments.provenance(run, result)))
+display(Markdown(chapter.provenance()))
 
 # %% [markdown]
 # ## Training curves
 
 # %% tags=["remove-input"] mystnb={"figure": {"caption": "Baseline: loss and accuracy per epoch on the training and validation subsets.", "name": "fig-baseline-training-curves"}}
-run.save(results.TRAINING_CURVES.of(model="baseline"), training_curves(result.history))
+chapter.training_curves()
 
 # %% [markdown]
 # ## Test metrics
 
 # %% tags=["remove-input"]
-metrics_table = experiments.comparison_table({"baseline": result.metrics})
-display(run.save(results.MODEL_METRICS.of(model="baseline"), metrics_table).style.hide(axis="index"))
+display(chapter.metrics_table())
 
 # %% tags=["remove-input"]
-display(run.save(results.CLASSIFICATION_REPORT.of(model="baseline"),
-                 evaluation.classification_report_table(result.predictions)).style.hide(axis="index"))
+display(chapter.classification_report())
 
 # %% [markdown]
 # ## Confusion matrix
@@ -73,11 +67,10 @@ display(run.save(results.CLASSIFICATION_REPORT.of(model="baseline"),
 # each row normalised to 1 on the right.
 
 # %% tags=["remove-input"] mystnb={"figure": {"caption": "Baseline: confusion matrix on the test subset, in counts and row-normalised.", "name": "fig-baseline-confusion"}}
-counts, shares = evaluation.confusion(result.predictions), evaluation.confusion(result.predictions, normalize=True)
-run.save(results.CONFUSION.of(model="baseline"), confusion_matrix(counts, shares))
+chapter.confusion()
 
 # %% [markdown]
 # ## ROC curves (one class against the rest)
 
 # %% tags=["remove-input"] mystnb={"figure": {"caption": "Baseline: one-against-rest ROC curve of each class on the test subset, with its AUC.", "name": "fig-baseline-roc"}}
-run.save(results.ROC.of(model="baseline"), roc_curves(result.predictions))
+chapter.roc()

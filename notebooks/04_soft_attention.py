@@ -35,36 +35,30 @@ overrides = {}
 # %% tags=["remove-cell"]
 from IPython.display import Markdown, display
 
-from lesionscan.analysis import evaluation
-from lesionscan.figures.performance import confusion_matrix, roc_curves
-from lesionscan.figures.training import training_curves
-from lesionscan.study import experiments, results
-from lesionscan.study.run_folder import open_run
+from lesionscan.study.model_chapter import ModelChapter
 
-run = open_run(profile, artifacts_dir, data_dir, overrides)
+chapter = ModelChapter.open("soft_attention", profile, artifacts_dir, data_dir, overrides)
 
 # %% tags=["hide-cell"]
-result = experiments.train_and_evaluate(run, run.parameters.recipe("soft_attention"))
+chapter.train()
 
 # %% tags=["remove-input"]
-display(Markdown(experiments.provenance(run, result)))
+display(Markdown(chapter.provenance()))
 
 # %% [markdown]
 # ## Training curves
 
 # %% tags=["remove-input"] mystnb={"figure": {"caption": "Soft attention: loss and accuracy per epoch on the training and validation subsets.", "name": "fig-soft-attention-training-curves"}}
-run.save(results.TRAINING_CURVES.of(model="soft_attention"), training_curves(result.history))
+chapter.training_curves()
 
 # %% [markdown]
 # ## Test metrics
 
 # %% tags=["remove-input"]
-metrics_table = experiments.comparison_table({"soft_attention": result.metrics})
-display(run.save(results.MODEL_METRICS.of(model="soft_attention"), metrics_table).style.hide(axis="index"))
+display(chapter.metrics_table())
 
 # %% tags=["remove-input"]
-display(run.save(results.CLASSIFICATION_REPORT.of(model="soft_attention"),
-                 evaluation.classification_report_table(result.predictions)).style.hide(axis="index"))
+display(chapter.classification_report())
 
 # %% [markdown]
 # ## Confusion matrix
@@ -73,11 +67,10 @@ display(run.save(results.CLASSIFICATION_REPORT.of(model="soft_attention"),
 # each row normalised to 1 on the right.
 
 # %% tags=["remove-input"] mystnb={"figure": {"caption": "Soft attention: confusion matrix on the test subset, in counts and row-normalised.", "name": "fig-soft-attention-confusion"}}
-counts, shares = evaluation.confusion(result.predictions), evaluation.confusion(result.predictions, normalize=True)
-run.save(results.CONFUSION.of(model="soft_attention"), confusion_matrix(counts, shares))
+chapter.confusion()
 
 # %% [markdown]
 # ## ROC curves (one class against the rest)
 
 # %% tags=["remove-input"] mystnb={"figure": {"caption": "Soft attention: one-against-rest ROC curve of each class on the test subset, with its AUC.", "name": "fig-soft-attention-roc"}}
-run.save(results.ROC.of(model="soft_attention"), roc_curves(result.predictions))
+chapter.roc()

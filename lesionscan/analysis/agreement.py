@@ -37,10 +37,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from lesionscan.core.classes import CLASSES
-from lesionscan.core.errors import DataError, ParameterError
 from lesionscan.analysis.resampling import check_level, percentile_interval, stratified_counts
 from lesionscan.analysis.wording import METRIC_LABELS
+from lesionscan.core.classes import CLASSES
+from lesionscan.core.errors import DataError, ParameterError
 
 REFERENCE_METHODS: tuple[str, ...] = ("centre prior (Gaussian)", "uniform")
 METRICS: tuple[str, ...] = ("pointing_game", "energy_inside", "topk_iou")
@@ -66,7 +66,7 @@ def load_mask(path, image_size: int) -> np.ndarray:
             grey = img.convert("L").resize((size, size), Image.Resampling.BILINEAR)
             return np.asarray(grey, dtype=np.uint8) >= 128
     except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot decode lesion mask ({exc})") from None
+        raise DataError(f"{path}: cannot decode lesion mask ({exc})") from exc
 
 
 def load_masks(paths: Sequence, image_size: int) -> np.ndarray:
@@ -321,8 +321,9 @@ def _resampled_means(w: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 def _percentiles(resampled: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per column, the percentile interval (``resampling.percentile_interval``) of the defined (finite) resampled values; NaN where none is."""
-    bounds = np.array([percentile_interval(resampled[:, c], level)[:2] for c in range(resampled.shape[1])]).reshape(-1, 2)
+    """Per column, the percentile interval of the defined (finite) resampled values; NaN where none is."""
+    columns = range(resampled.shape[1])
+    bounds = np.array([percentile_interval(resampled[:, c], level)[:2] for c in columns]).reshape(-1, 2)
     return bounds[:, 0], bounds[:, 1]
 
 

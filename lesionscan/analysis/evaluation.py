@@ -95,7 +95,7 @@ def checked_predictions(pred: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.
     missing = [c for c in ("dx", *PROB_COLUMNS, "pred") if c not in pred.columns]
     if missing:
         raise ValueError(f"predictions frame lacks column(s) {', '.join(missing)}; "
-                         "build it with evaluate.predictions_frame")
+                         "build it with evaluation.predictions_frame")
     if len(pred) == 0:
         raise ValueError("predictions frame is empty: there is nothing to score")
     y_true = np.array(_as_dx(pred["dx"].tolist()), dtype=object)

@@ -72,7 +72,7 @@ def comparison_with_intervals(metrics_by_model: dict[str, dict],
     """``comparison`` plus our bootstrap interval, and whether the report's number falls inside it.
 
     ``intervals_by_model``: per model, a table with columns metric, low, high
-    (``stats.bootstrap_metrics``). Columns: model, metric, section, report,
+    (``resampling.bootstrap_metrics``). Columns: model, metric, section, report,
     ours, low, high, difference (ours minus report), ``report inside our CI``
     (nullable boolean: low <= report <= high on the printed report value;
     <NA> where we have no interval for that model and metric). The interval

@@ -70,7 +70,8 @@ def model_comparison_verdict(paired: Mapping, mcnemar_result: Mapping, name_a: s
     level = 100 * float(paired.get("level", 0.95))
     f = f".{digits}f"
     if np.isnan(diff):
-        return f"The {words} is undefined on this test set for at least one model, so the models cannot be compared on it."
+        return (f"The {words} is undefined on this test set for at least one model, so the models cannot be "
+                "compared on it.")
     direction = "higher" if diff > 0 else "lower" if diff < 0 else "no different"
     size = f"{abs(diff):{f}} {direction}" if diff != 0 else "no different"
     first = (f"{capital(name_b)}'s {words} is {size} than {name_a}'s ({float(paired['b']):{f}} vs "
@@ -85,7 +86,8 @@ def model_comparison_verdict(paired: Mapping, mcnemar_result: Mapping, name_a: s
     a_better = (low > 0) if lower_is_better else (high < 0)
     if b_better:
         if b_wins_acc:
-            end = f"evidence that {name_b} beats {name_a} on this test set: the interval excludes zero and McNemar's test agrees."
+            end = (f"evidence that {name_b} beats {name_a} on this test set: the interval excludes zero and "
+                   "McNemar's test agrees.")
         elif a_wins_acc:
             end = (f"{name_b} is better on {words} (the interval excludes zero), but {name_a} gets significantly "
                    "more images right: the two measures disagree on this test set.")

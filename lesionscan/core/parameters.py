@@ -262,7 +262,8 @@ PROFILES: dict[str, dict[str, Any]] = {
 PROFILE_DESCRIPTIONS = {
     "smoke": "synthetic data, 96 px, random-initialised ResNet50 trained end to end: minutes on a laptop CPU",
     "cpu": "real HAM10000 (--data-dir) at 96 px, random-initialised ResNet50 trained end to end: a 2-core CPU run",
-    "paper": "real HAM10000, 224 px, ImageNet weights, two-phase training up to 70 epochs: the report's protocol, for a GPU",
+    "paper": "real HAM10000, 224 px, ImageNet weights, two-phase training up to 70 epochs: the report's protocol, "
+             "for a GPU",
 }
 
 _CHOICES = {name: f.metadata["choices"] for name, (_, f) in _FLAT.items() if f.metadata["choices"]}

@@ -30,8 +30,8 @@ import requests
 
 from lesionscan import __version__
 from lesionscan.core.atomic import atomic_path, write_json
-from lesionscan.data.ham10000 import IMAGE_DIRS, MASK_DIR, METADATA_FILE
 from lesionscan.core.errors import DataError
+from lesionscan.data.ham10000 import IMAGE_DIRS, MASK_DIR, METADATA_FILE
 
 DOI = "doi:10.7910/DVN/DBW86T"
 DATAVERSE = "https://dataverse.harvard.edu"
@@ -97,7 +97,8 @@ def _checksum(entry: dict) -> str:
     checksum = entry.get("checksum") or ({"type": "MD5", "value": entry["md5"]} if entry.get("md5") else None)
     alg = str((checksum or {}).get("type", "")).lower().replace("-", "")
     if not checksum or alg not in hashlib.algorithms_available:
-        raise DataError(f"the dataset API lists no usable checksum for {entry.get('filename')}; refusing an unverified download")
+        raise DataError(f"the dataset API lists no usable checksum for {entry.get('filename')}; refusing an "
+                        "unverified download")
     return f"{alg}:{str(checksum['value']).lower()}"
 
 
@@ -131,7 +132,8 @@ def list_files(base: str = DATAVERSE) -> list[RemoteFile]:
         file_url = f"{base}/api/access/datafile/{entry['id']}"
         if name in METADATA_NAMES:
             name = METADATA_FILE  # the uploaded CSV, which the listed checksum describes
-            file_url += "?format=original" if entry.get("originalFileFormat") or entry.get("filename", "").endswith(".tab") else ""
+            tabular = entry.get("originalFileFormat") or entry.get("filename", "").endswith(".tab")
+            file_url += "?format=original" if tabular else ""
         size = entry.get("originalFileSize") if "format=original" in file_url else entry.get("filesize")
         files.append(RemoteFile(name, file_url, checksum, size))
     return files
@@ -180,7 +182,8 @@ class ResumableDownloader:
         with response:
             if response.status_code == 416:  # nothing left to send: the part is whole
                 return
-            resumed = response.status_code == 206 and response.headers.get("Content-Range", "").startswith(f"bytes {offset}-")
+            content_range = response.headers.get("Content-Range", "")
+            resumed = response.status_code == 206 and content_range.startswith(f"bytes {offset}-")
             offset = offset if resumed else 0
             total = size or (offset + int(response.headers.get("Content-Length", 0))) or None
             with open(self.part, "ab" if resumed else "wb") as out, tqdm(

@@ -128,7 +128,8 @@ def _table_problems(frame: pd.DataFrame, meta: Path) -> list[str]:
             problems.append(f"{meta.name} row {i + 2}: empty {column}")
     for i in frame.index[~frame["dx"].isin(CLASSES)]:
         problems.append(
-            f"{meta.name} row {i + 2}: unknown class label dx={frame.at[i, 'dx']!r}; expected one of {', '.join(CLASSES)}"
+            f"{meta.name} row {i + 2}: unknown class label dx={frame.at[i, 'dx']!r}; "
+            f"expected one of {', '.join(CLASSES)}"
         )
     # Find offenders vectorised first; looping over all 7,470 lesions costs about a second.
     duplicated = frame[(frame["image_id"] != "") & frame["image_id"].duplicated(keep=False)]
@@ -298,7 +299,8 @@ def class_table(df: pd.DataFrame) -> pd.DataFrame:
             "percent": (counts / total * 100).round(1).to_numpy() if total else 0.0,
         }
     )
-    total_row = pd.DataFrame({"class": ["total"], "name": ["All classes"], "count": [total], "percent": [100.0 if total else 0.0]})
+    total_row = pd.DataFrame({"class": ["total"], "name": ["All classes"], "count": [total],
+                              "percent": [100.0 if total else 0.0]})
     return pd.concat([table, total_row], ignore_index=True)
 
 

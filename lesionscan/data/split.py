@@ -30,7 +30,8 @@ def _stratified(units: pd.DataFrame, fraction: float, seed: int, what: str, prot
     try:
         return train_test_split(units, test_size=fraction, stratify=units["dx"], random_state=seed)
     except ValueError as exc:
-        counts = ", ".join(f"{dx} {n}" for dx, n in units["dx"].value_counts().reindex(CLASSES).dropna().astype(int).items())
+        per_class = units["dx"].value_counts().reindex(CLASSES).dropna().astype(int)
+        counts = ", ".join(f"{dx} {n}" for dx, n in per_class.items())
         raise DataError(
             f"protocol {protocol!r}: cannot split off a stratified {what} set of {fraction:g} from "
             f"{len(units)} units (class counts: {counts}): {exc}. Every class needs enough "

@@ -25,8 +25,8 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from lesionscan.core.atomic import atomic_path
 from lesionscan.core.classes import CLASSES, HAM10000_COUNTS
-from lesionscan.data.ham10000 import IMAGE_DIRS, MASK_DIR, METADATA_FILE
 from lesionscan.core.errors import ParameterError
+from lesionscan.data.ham10000 import IMAGE_DIRS, MASK_DIR, METADATA_FILE
 
 IMAGE_DIR = IMAGE_DIRS[0]
 

@@ -14,6 +14,7 @@ from lesionscan.core.errors import ParameterError
 from lesionscan.model.layers import ATTENTION_LAYER, ClassAttention
 from lesionscan.model.networks import KINDS, attention_layers
 
+
 def _attention_layer(model: keras.Model, layer):
     """The attention layer named ``layer``, or the model's default one (the last stage's)."""
     names = attention_layers(model)
@@ -50,7 +51,8 @@ def _run(probe: keras.Model, images, batch_size: int) -> list[np.ndarray]:
         parts.append([np.asarray(o) for o in (out if isinstance(out, (list, tuple)) else [out])])
     if not parts:  # no images: run one dummy image to learn the output shapes
         out = probe(np.zeros((1, *images.shape[1:]), dtype="float32"), training=False)
-        return [np.zeros((0, *o.shape[1:]), dtype="float32") for o in (out if isinstance(out, (list, tuple)) else [out])]
+        outputs = out if isinstance(out, (list, tuple)) else [out]
+        return [np.zeros((0, *o.shape[1:]), dtype="float32") for o in outputs]
     return [np.concatenate(column) for column in zip(*parts)]
 
 

@@ -25,7 +25,6 @@ from lesionscan.core.errors import ParameterError
 from lesionscan.model.layers import ATTENTION_LAYER, BACKBONE_OUTPUT
 
 
-
 def default_layer(model) -> str:
     """Name of the layer Grad-CAM explains by default: the attention layer if any, else ResNet50's last block."""
     names = {layer.name for layer in model.layers}

@@ -269,7 +269,7 @@ def interval_comparison(table: pd.DataFrame) -> Figure:
     missing = needed - set(table.columns)
     if missing:
         raise ValueError(f"interval table lacks column(s) {', '.join(sorted(missing))}; "
-                         "build it with report.comparison_with_intervals")
+                         "build it with reported.comparison_with_intervals")
     if table.empty:
         raise ValueError("interval table is empty: no claim about a model we trained")
     models = list(dict.fromkeys(table["model"]))

@@ -36,10 +36,10 @@ from lesionscan.core.classes import CLASSES
 from lesionscan.core.errors import ParameterError
 from lesionscan.core.parameters import ModelSection
 from lesionscan.model.layers import (
-    BACKBONE_NAME_PATTERN,
     ATTENDED_FEATURES_LAYER,
     ATTENTION_CLASSES,
     ATTENTION_LAYER,
+    BACKBONE_NAME_PATTERN,
     BACKBONE_OUTPUT,
     CLASS_ATTENTION_LAYER,
     STAGE4_ATTENTION_LAYER,
@@ -65,7 +65,7 @@ def _backbone(inputs, weights: str):
             return keras.applications.ResNet50(include_top=False, weights="imagenet", input_tensor=inputs)
         except Exception as exc:  # offline, proxy, corrupt cache: all user-fixable
             raise ParameterError(f"weights=imagenet: could not download the ResNet50 ImageNet weights "
-                                 f"({exc}); {hint}") from None
+                                 f"({exc}); {hint}") from exc
     path = Path(weights).expanduser()
     if not path.is_file():
         raise ParameterError(f"weights={weights}: no such file; {hint}")
@@ -73,7 +73,7 @@ def _backbone(inputs, weights: str):
         return keras.applications.ResNet50(include_top=False, weights=str(path), input_tensor=inputs)
     except Exception as exc:
         raise ParameterError(f"weights={weights}: could not load it as ResNet50 no-top weights ({exc}); "
-                             f"{hint}") from None
+                             f"{hint}") from exc
 
 
 def check_weights(weights: str) -> None:

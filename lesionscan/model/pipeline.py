@@ -55,7 +55,7 @@ def load_image(path, image_size: int) -> np.ndarray:
             img = img.convert("RGB").resize((int(image_size), int(image_size)), Image.Resampling.BILINEAR)
             return np.asarray(img, dtype=np.uint8)
     except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot decode image ({exc})") from None
+        raise DataError(f"{path}: cannot decode image ({exc})") from exc
 
 
 def augment_images(images, seed, rotation: float = ROTATION, zoom: float = ZOOM, brightness: float = BRIGHTNESS,

@@ -45,7 +45,7 @@ def check_archive(path: Path) -> None:
                 raise ParameterError(f"model file {path}: its config.json is implausibly large; {expected}")
             config = json.loads(archive.read("config.json"))
     except (zipfile.BadZipFile, OSError, ValueError, UnicodeDecodeError) as exc:
-        raise ParameterError(f"model file {path}: not a readable Keras archive ({exc}); {expected}") from None
+        raise ParameterError(f"model file {path}: not a readable Keras archive ({exc}); {expected}") from exc
     inner = config.get("config") if isinstance(config, dict) else None
     name = inner.get("name") if isinstance(inner, dict) else None
     if not isinstance(config, dict) or config.get("class_name") != "Functional" or name not in KINDS:
@@ -83,7 +83,7 @@ def load_model(path) -> keras.Model:
                                         safe_mode=True)
     except Exception as exc:
         raise ParameterError(f"model file {path}: could not load it as a Keras model ({type(exc).__name__}: "
-                             f"{exc})") from None
+                             f"{exc})") from exc
 
     def reject(why: str):
         return ParameterError(f"model file {path}: not a LesionScan model ({why})")

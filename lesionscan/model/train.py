@@ -109,7 +109,7 @@ def feature_tensors(model: keras.Model) -> list:
     """The backbone tensors that feed non-backbone layers, in a fixed order.
 
     Walks back from the model's outputs through the non-backbone layers and
-    stops at the first tensor made by a backbone layer (``models.backbone_layers``)
+    stops at the first tensor made by a backbone layer (``networks.backbone_layers``)
     or by the input layer; a head that reads several backbone stages gives
     several tensors.
     """

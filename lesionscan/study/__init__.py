@@ -1,1 +1,1 @@
-"""The study around the stages: the run folder, its declared results, the chapters' helpers, the runner and the generated pages."""
+"""The study around the stages: the run folder, its declared results, the chapters' helpers, the runner, the pages."""

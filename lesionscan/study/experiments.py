@@ -104,7 +104,8 @@ def provenance_text(run: Run) -> str:
 
 def provenance(run: Run, result: Result) -> str:
     """Provenance plus what training did (epochs and phases)."""
-    phases = ", ".join(f"{phase}: {n} epochs" for phase, n in result.history.groupby("phase", sort=False).size().items())
+    per_phase = result.history.groupby("phase", sort=False).size()
+    phases = ", ".join(f"{phase}: {n} epochs" for phase, n in per_phase.items())
     return f"{provenance_text(run)}\n\nTrained {len(result.history)} epochs ({phases}); " \
            f"tested on {result.metrics['n']} images."
 
@@ -128,7 +129,7 @@ def _with_majority(table: pd.DataFrame, metrics_by_model: dict[str, dict]) -> pd
 def interval_table(intervals_by_model: dict[str, pd.DataFrame], metrics_by_model: dict[str, dict]) -> pd.DataFrame:
     """Each model's value and 95 % interval per metric, with the majority-class score last.
 
-    ``intervals_by_model`` holds ``stats.bootstrap_metrics`` tables.
+    ``intervals_by_model`` holds ``resampling.bootstrap_metrics`` tables.
     """
     table = None
     for name, frame in intervals_by_model.items():

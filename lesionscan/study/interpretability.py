@@ -15,20 +15,18 @@ import numpy as np
 import pandas as pd
 
 from lesionscan.analysis import evaluation
-from lesionscan.study import experiments
-from lesionscan.explain import gradcam
-from lesionscan.model import pipeline
 from lesionscan.core.classes import CLASSES
 from lesionscan.core.errors import ParameterError
+from lesionscan.explain import attention, gradcam
+from lesionscan.model import pipeline, saving
+from lesionscan.study import experiments
 from lesionscan.study.run_folder import Run
-from lesionscan.model import saving
-from lesionscan.explain import attention
 
 ATTENTION = "soft attention"
 METHODS = (ATTENTION, "Grad-CAM, attention model", "Grad-CAM++, attention model", "Grad-CAM, baseline",
            "Grad-CAM++, baseline")
 
-# How plots.explanation_panel shows each column of the examples (default: laid over the image).
+# How figures.explanations.explanation_panel shows each column of the examples (default: laid over the image).
 PANEL_STYLES = {"attention, feature grid": "grid", "attention, heatmap": "heatmap"}
 
 # The report's confusions for actinic keratosis (akiec): with melanoma first, then with bkl and nv.
@@ -57,7 +55,7 @@ def choose_examples(predictions: pd.DataFrame, per_class: int = 2) -> pd.DataFra
         correct = rows[rows["outcome"] == "correct"].sort_values("confidence", ascending=False)
         wrong = rows[rows["outcome"] == "wrong"]
         preferred = _PREFERRED_MISTAKES.get(dx, ())
-        rank = wrong["pred"].map(lambda p: preferred.index(p) if p in preferred else len(preferred))
+        rank = wrong["pred"].map(lambda p, order=preferred: order.index(p) if p in order else len(order))
         wrong = wrong.assign(_rank=rank).sort_values(["_rank", "confidence"], ascending=[True, False])
         n_correct = min(len(correct), max(per_class - len(wrong), (per_class + 1) // 2))
         n_wrong = min(len(wrong), per_class - n_correct)
@@ -105,7 +103,7 @@ def images_and_masks(run: Run) -> pd.DataFrame:
 
 
 def example_rows(run: Run, trained: dict, per_class: int) -> list[dict]:
-    """Rows for ``plots.explanation_panel``: image, mask (if any), every method's map and the raw attention grid."""
+    """Rows for ``explanation_panel``: image, mask (if any), every method's map and the raw attention grid."""
     from lesionscan.analysis import agreement
 
     examples = choose_examples(run.read_predictions("soft_attention"), per_class)

@@ -14,8 +14,9 @@ import platform
 import shlex
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from lesionscan.core import atomic, parameters
 

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -66,7 +66,7 @@ def git_commit(root: Path) -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _stage_book(root: Path, stage: Path) -> None:
@@ -175,7 +175,8 @@ def build_book(stage: Path, output_dir: Path, warnings_as_errors: bool = True) -
         (stage / "tables").mkdir(exist_ok=True)
         shutil.copy2(source, stage / relative)
     executable = Path(sys.executable).parent / "jupyter-book"
-    cmd = [str(executable) if executable.exists() else (shutil.which("jupyter-book") or "jupyter-book"), "build", str(stage), "--path-output", str(output_dir)]
+    program = str(executable) if executable.exists() else (shutil.which("jupyter-book") or "jupyter-book")
+    cmd = [program, "build", str(stage), "--path-output", str(output_dir)]
     if warnings_as_errors:
         cmd += ["-W", "-n", "--keep-going"]
     result = subprocess.run(cmd, capture_output=True, text=True)
