@@ -1,11 +1,21 @@
-"""Shared test set-up: quiet TensorFlow, and a handle on the real data when a user points to it."""
+"""Shared test set-up: quiet TensorFlow, the shared builders on the path, synthetic data sets made once, and a
+handle on the real data when a user points to it.
+
+Unit tests live in unit/, end-to-end runs (all marked slow) in e2e/; this file serves both.
+"""
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+
+# factories.py beside this file, for ``from factories import ...`` whatever pytest's import mode
+TESTS = Path(__file__).resolve().parent
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
 
 
 @pytest.fixture
@@ -18,6 +28,27 @@ def real_data_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"LESIONSCAN_REAL_DATA={value} is not a directory")
     return path
+
+
+@pytest.fixture(scope="session")
+def synthetic_set(tmp_path_factory):
+    """``synthetic_set(n_images, size, seed)``: the folder of ``lesionscan.data.synthetic.generate`` with those
+    arguments, written once per session and shared by every test that asks for the same ones.
+
+    The folder is shared: read it, or copy it (``shutil.copytree``) before changing anything.
+    """
+    from lesionscan.data import synthetic
+
+    made: dict[tuple[int, int, int], Path] = {}
+
+    def make(n_images: int, size: int = 64, seed: int = 0) -> Path:
+        key = (n_images, size, seed)
+        if key not in made:
+            folder = tmp_path_factory.mktemp(f"synthetic-{n_images}-{size}-{seed}")
+            made[key] = synthetic.generate(folder / "data", n_images=n_images, size=size, seed=seed)
+        return made[key]
+
+    return make
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ spelled out (``classes.label``). Sizes suit a book page, about 10 in wide.
 
 Every public function of ``lesionscan.figures`` that returns a figure is
 decorated with ``book_figure`` exactly once: that is what gives all figures the
-same fonts and spines, and ``tests/test_plots.py`` fails for a figure without
+same fonts and spines, and ``tests/unit/test_plots.py`` fails for a figure without
 it.
 """
 

@@ -97,9 +97,9 @@ def train_and_evaluate(run: Run, recipe: TrainingRecipe, name: str | None = None
 
 def provenance_text(run: Run) -> str:
     """One line the book shows beside results: which data and initialisation produced them."""
-    p = run.params
-    return (f"*Results from {run.data_label}, {run.weights_label}, {p['image_size']} px, split protocol "
-            f"`{p['split_protocol']}`, seed {p['seed']} (profile `{p['profile']}`).*")
+    p = run.parameters
+    return (f"*Results from {run.data_label}, {run.weights_label}, {p.pipeline.image_size} px, split protocol "
+            f"`{p.split.protocol}`, seed {p.seed} (profile `{p.profile}`).*")
 
 
 def provenance(run: Run, result: Result) -> str:

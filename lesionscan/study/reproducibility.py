@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lesionscan.core import atomic, parameters
+from lesionscan.study import results
 
 # Parameters that describe where a run happened rather than what it did.
 _NOT_OVERRIDES = {"profile", "data", "data_dir"}
@@ -123,6 +124,15 @@ def appendix_markdown(manifest: Mapping[str, Any], repository: str | None = None
                     [(name, f"{info['seconds']:,.0f}", info["status"]) for name, info in chapters.items()]
                     + [("all chapters", f"{sum(i['seconds'] for i in chapters.values()):,.0f}", "")])
     lines += ["The book build itself runs after this page is written, so its time is only in `manifest.json`.", ""]
+    wrote = {name: info["wrote"] for name, info in chapters.items() if info.get("wrote")}
+    if wrote:
+        lines += ["## What each chapter wrote", "",
+                  "The results each chapter left in the run folder, by the names the study declares "
+                  "(`lesionscan/study/results.py`); a later chapter or page reads only these.", ""]
+        lines += _table(("chapter", "files", "results"),
+                        [(name, len(paths), ", ".join(f"`{results.name_of(path)}`" for path in paths
+                                                      if not path.startswith("splits/")))
+                         for name, paths in wrote.items()])
     lines += ["## Every parameter", ""]
     lines += _table(("parameter", "value", "profile default"),
                     [(f"`{name}`", _shown(value),

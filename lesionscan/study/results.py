@@ -17,7 +17,9 @@ training history, its test predictions and its metrics (:data:`TRAINED`).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from lesionscan.core.errors import DataError
 
@@ -103,6 +105,24 @@ def declared_by(chapter: str) -> list[Result]:
 def by_path(relative_path: str) -> Result | None:
     """The declared result stored at ``relative_path`` (e.g. ``tables/model_parameters.csv``), if any."""
     return next((r for r in CATALOGUE if not r.is_pattern and r.relative_path == relative_path), None)
+
+
+def name_of(relative_path: str) -> str:
+    """How the appendix names a file a chapter wrote: the declared result, a trained model's file, or the path."""
+    result = by_path(relative_path)
+    if result is not None:
+        return f"{result.name} ({result.kind})"
+    for pattern in (r for r in CATALOGUE if r.is_pattern):
+        folder, suffix = _LAYOUT[pattern.kind]
+        regex = re.sub(r"\\\{\w+\\\}", r"\\w+", re.escape(f"{folder}/{pattern.name}{suffix}"))
+        if re.fullmatch(regex, relative_path):
+            return f"{Path(relative_path).stem} ({pattern.kind})"
+    for what, (folder, file_pattern) in TRAINED.items():
+        prefix, _, suffix = file_pattern.partition("{name}")
+        name = Path(relative_path).name
+        if relative_path.startswith(folder + "/") and name.startswith(prefix) and name.endswith(suffix):
+            return f"{name[len(prefix):len(name) - len(suffix)]} ({what})"
+    return relative_path
 
 
 # --- 01_data ---------------------------------------------------------------------------------------------------

@@ -182,7 +182,7 @@ def build_book(stage: Path, output_dir: Path, warnings_as_errors: bool = True) -
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         raise ChapterError("jupyter-book build failed:\n" + (result.stdout[-4000:] + result.stderr[-4000:]))
-    index = output_dir / "_build" / "html" / "index.html"
+    index = output_dir / "_build" / "html" / "index.html"  # jupyter-book's layout under --path-output
     if not index.exists():
         raise ChapterError(f"jupyter-book build finished but {index} is missing")
     return index
@@ -241,7 +241,7 @@ def run_study(profile: str = "smoke", data_dir: str | None = None, artifacts: st
         if build:
             print("\n=== building the book ===", flush=True)
             t_build = time.monotonic()
-            _write_generated_pages(root, stage, run, manifest)
+            _write_generated_pages(root, run, manifest)
             index = build_book(stage, run.dir)
             manifest["chapters"]["book build"] = {"seconds": round(time.monotonic() - t_build, 1), "status": "ok"}
         manifest["status"] = "ok"
@@ -277,12 +277,12 @@ def repository_url(root: Path) -> str | None:
     return (config.get("repository") or {}).get("url")
 
 
-def _write_generated_pages(root: Path, stage: Path, run: run_folder.Run, manifest: dict) -> None:
+def _write_generated_pages(root: Path, run: run_folder.Run, manifest: dict) -> None:
     """Pages written from this run: the front page's findings, the appendix and the manifest it links to."""
     ran = [name for name, info in manifest["chapters"].items() if info["status"] == "ok"]
-    findings.write_findings(run, stage / "book" / "findings.md", chapters_run=ran)
-    atomic.write_json(stage / "book" / "manifest.json", manifest)
-    reproducibility.write_appendix(manifest, stage / "book" / "reproducibility.md", repository=repository_url(root))
+    findings.write_findings(run, run.generated_page("findings.md"), chapters_run=ran)
+    atomic.write_json(run.generated_page("manifest.json"), manifest)
+    reproducibility.write_appendix(manifest, run.generated_page("reproducibility.md"), repository=repository_url(root))
 
 
 def _print_summary(manifest: dict) -> None:

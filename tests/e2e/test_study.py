@@ -1,6 +1,6 @@
 """End to end: the smoke study runs every chapter and builds the book, offline, on a CPU.
 
-One study run (``smoke_run`` in conftest.py, minutes) is shared by the assertions below.
+One study run (``smoke_run`` in tests/conftest.py, minutes) is shared by the assertions below.
 """
 
 import json
@@ -10,8 +10,8 @@ from html import unescape
 import pandas as pd
 import pytest
 
-from lesionscan.study import runner
 from lesionscan.core.classes import CLASSES
+from lesionscan.study import runner
 
 pytestmark = pytest.mark.slow
 
@@ -123,8 +123,8 @@ def test_interpretability_scores_every_map_against_the_masks(smoke_run):
 
 def test_a_failing_chapter_stops_the_run_naming_chapter_and_error(tmp_path):
     """A chapter that raises stops the study with its name and the cell's error."""
-    from lesionscan.study import run_folder
     from lesionscan.core.errors import ChapterError
+    from lesionscan.study import run_folder
 
     root = tmp_path / "project"
     (root / "notebooks").mkdir(parents=True)
@@ -135,7 +135,8 @@ def test_a_failing_chapter_stops_the_run_naming_chapter_and_error(tmp_path):
     run.dir.mkdir()
     stage = tmp_path / "stage"
     (stage / "notebooks").mkdir(parents=True)
-    with pytest.raises(ChapterError, match=r"chapter 99_broken failed in cell \d+: ValueError: the data folder was empty"):
+    message = r"chapter 99_broken failed in cell \d+: ValueError: the data folder was empty"
+    with pytest.raises(ChapterError, match=message):
         runner.execute_chapter(root, "99_broken", stage, run)
 
 

@@ -5,23 +5,15 @@ import pandas as pd
 import pytest
 
 from lesionscan.analysis import evaluation
-from lesionscan.study import interpretability
-from lesionscan.core.classes import CLASSES
 from lesionscan.core.errors import ParameterError
+from lesionscan.study import interpretability
 
-
-def _predictions(rows):
-    """rows: (image_id, true, predicted, confidence of the prediction)."""
-    probs = np.zeros((len(rows), len(CLASSES)))
-    for i, (_, _, pred, p) in enumerate(rows):
-        probs[i] = (1.0 - p) / (len(CLASSES) - 1)
-        probs[i, CLASSES.index(pred)] = p
-    return evaluation.predictions_frame([r[0] for r in rows], [r[1] for r in rows], probs)
+from factories import predictions_from_rows
 
 
 def test_examples_are_the_most_confident_correct_then_the_most_confident_mistake():
-    pred = _predictions([("a", "mel", "mel", 0.6), ("b", "mel", "mel", 0.9), ("c", "mel", "nv", 0.5),
-                         ("d", "mel", "bkl", 0.8), ("e", "nv", "nv", 0.7)])
+    pred = predictions_from_rows([("a", "mel", "mel", 0.6), ("b", "mel", "mel", 0.9), ("c", "mel", "nv", 0.5),
+                                  ("d", "mel", "bkl", 0.8), ("e", "nv", "nv", 0.7)])
     chosen = interpretability.choose_examples(pred, per_class=2)
     mel = chosen[chosen["dx"] == "mel"]
     assert mel["image_id"].tolist() == ["b", "d"]
@@ -31,30 +23,29 @@ def test_examples_are_the_most_confident_correct_then_the_most_confident_mistake
 
 
 def test_akiec_shows_the_reports_confusion_with_melanoma_first():
-    pred = _predictions([("a", "akiec", "akiec", 0.9), ("b", "akiec", "bcc", 0.95), ("c", "akiec", "mel", 0.4),
-                         ("d", "akiec", "nv", 0.9)])
+    pred = predictions_from_rows([("a", "akiec", "akiec", 0.9), ("b", "akiec", "bcc", 0.95),
+                                  ("c", "akiec", "mel", 0.4), ("d", "akiec", "nv", 0.9)])
     chosen = interpretability.choose_examples(pred, per_class=3)
     assert chosen["image_id"].tolist() == ["a", "c", "d"]
 
 
 def test_a_class_short_of_correct_predictions_shows_more_mistakes():
-    pred = _predictions([("a", "df", "nv", 0.9), ("b", "df", "bkl", 0.6), ("c", "df", "df", 0.5)])
+    pred = predictions_from_rows([("a", "df", "nv", 0.9), ("b", "df", "bkl", 0.6), ("c", "df", "df", 0.5)])
     assert interpretability.choose_examples(pred, per_class=3)["image_id"].tolist() == ["c", "a", "b"]
     with pytest.raises(ParameterError, match="explain_per_class"):
         interpretability.choose_examples(pred, per_class=0)
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
+def tiny_run(tmp_path_factory, synthetic_set):
     """A run on 180 synthetic images at 32 px with untrained models and their test predictions."""
     from lesionscan.core import parameters
-    from lesionscan.data import synthetic
     from lesionscan.model import networks, pipeline
     from lesionscan.study import experiments
     from lesionscan.study.run_folder import Run
 
     root = tmp_path_factory.mktemp("interp")
-    data_dir = synthetic.generate(root / "data", n_images=180, size=64, seed=3)
+    data_dir = synthetic_set(n_images=180, size=64, seed=3)
     params = parameters.resolve("smoke", {"image_size": 32})
     params["data_dir"] = str(data_dir)
     run = Run(dir=root / "run", params=params)

@@ -22,8 +22,8 @@ import requests
 from PIL import Image
 
 from lesionscan import cli
-from lesionscan.data import download, ham10000
 from lesionscan.core.errors import DataError
+from lesionscan.data import download, ham10000
 
 IMAGE_IDS = [f"ISIC_00{i:05d}" for i in range(6)]
 DX = ["nv", "mel", "bkl", "bcc", "nv", "df"]
@@ -32,7 +32,10 @@ PART_1, PART_2, META, SEG = 101, 102, 103, 104
 
 def _image(i: int, fmt: str) -> bytes:
     buffer = io.BytesIO()
-    Image.new("RGB" if fmt == "JPEG" else "L", (8, 6), (40 * i % 256, 90, 120) if fmt == "JPEG" else 255).save(buffer, fmt)
+    if fmt == "JPEG":
+        Image.new("RGB", (8, 6), (40 * i % 256, 90, 120)).save(buffer, fmt)
+    else:
+        Image.new("L", (8, 6), 255).save(buffer, fmt)
     return buffer.getvalue()
 
 
@@ -50,12 +53,14 @@ def _files() -> dict:
         f"HAM_{i:07d},{image_id},{dx},histo,{40 + i}.0,male,back,vidir_modern\n"
         for i, (image_id, dx) in enumerate(zip(IMAGE_IDS, DX)))
     return {
-        PART_1: ("HAM10000_images_part_1.zip", _zip({f"{n}.jpg": _image(i, "JPEG") for i, n in enumerate(IMAGE_IDS[:3])})),
+        PART_1: ("HAM10000_images_part_1.zip",
+                 _zip({f"{n}.jpg": _image(i, "JPEG") for i, n in enumerate(IMAGE_IDS[:3])})),
         PART_2: ("HAM10000_images_part_2.zip",
                  _zip({f"HAM10000_images_part_2/{n}.jpg": _image(i, "JPEG") for i, n in enumerate(IMAGE_IDS[3:])})),
         META: ("HAM10000_metadata.tab", csv.encode()),
         SEG: ("HAM10000_segmentations_lesion_tschandl.zip",
-              _zip({f"HAM10000_segmentations_lesion_tschandl/{n}_segmentation.png": _image(0, "PNG") for n in IMAGE_IDS})),
+              _zip({f"HAM10000_segmentations_lesion_tschandl/{n}_segmentation.png": _image(0, "PNG")
+                    for n in IMAGE_IDS})),
     }
 
 
@@ -92,7 +97,8 @@ class FakeDataverse:
                 if fake.corrupt.get(file_id):
                     fake.corrupt[file_id] -= 1
                     body = body[:-20] + bytes(b ^ 0xFF for b in body[-20:])
-                start = int(re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", "bytes=0-"))[1]) if fake.ranges else 0
+                asked = self.headers.get("Range", "bytes=0-")
+                start = int(re.fullmatch(r"bytes=(\d+)-", asked)[1]) if fake.ranges else 0
                 headers = {"Content-Range": f"bytes {start}-{len(body) - 1}/{len(body)}"} if start else {}
                 self._send(206 if start else 200, body[start:], headers, cut=file_id in fake.cut)
                 fake.cut.discard(file_id)

@@ -10,10 +10,10 @@ import pytest
 import yaml
 
 from lesionscan import cli
-from lesionscan.study import book_ext, publish, runner
 from lesionscan.core.errors import LesionScanError
+from lesionscan.study import book_ext, publish, runner
 
-ROOT = Path(__file__).resolve().parent.parent
+from factories import ROOT
 
 
 def fake_html(folder: Path, text: str = "book v1") -> Path:

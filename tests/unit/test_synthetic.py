@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from lesionscan.data import synthetic
 from lesionscan.core.classes import CLASSES, HAM10000_COUNTS
 from lesionscan.core.errors import ParameterError
+from lesionscan.data import synthetic
 
 
 def _digest(folder):
@@ -21,8 +21,8 @@ def _digest(folder):
 
 
 @pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    return synthetic.generate(tmp_path_factory.mktemp("syn") / "data", n_images=400, size=64, seed=3)
+def synth(synthetic_set):
+    return synthetic_set(n_images=400, size=64, seed=3)
 
 
 def test_layout_matches_ham10000(synth):
@@ -71,7 +71,8 @@ def test_appearance_depends_on_class(synth):
         colours = []
         for image_id in meta.loc[meta["dx"] == dx, "image_id"][:12]:
             image = np.asarray(Image.open(synth / "HAM10000_images_part_1" / f"{image_id}.jpg"), dtype=float)
-            mask = np.asarray(Image.open(synth / "HAM10000_segmentations_lesion_tschandl" / f"{image_id}_segmentation.png")) > 0
+            mask_file = synth / "HAM10000_segmentations_lesion_tschandl" / f"{image_id}_segmentation.png"
+            mask = np.asarray(Image.open(mask_file)) > 0
             colours.append(image[mask].mean(axis=0))
         means[dx] = np.array(colours)
     # vascular lesions are redder (R - B) than melanomas

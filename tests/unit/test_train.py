@@ -6,10 +6,10 @@ import pytest
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
-from lesionscan.model import networks, train  # noqa: E402
 from lesionscan.core import parameters
+from lesionscan.core.errors import ParameterError
 from lesionscan.core.parameters import ModelSection, TrainSection
-from lesionscan.core.errors import ParameterError  # noqa: E402
+from lesionscan.model import networks, train
 
 SIZE = 32  # ResNet50's smallest input: keeps these CPU tests quick
 
@@ -57,7 +57,8 @@ def test_config_from_profile():
     params = resolve("smoke", {"weights": "/tmp/resnet.h5", "epochs_phase1": 3})
     sections = parameters.sections(params)
     cfg, model = sections.train, sections.model
-    assert model.pretrained and model.weights == "/tmp/resnet.h5" and cfg.epochs_phase1 == 3 and cfg.unfreeze_fraction == params["unfreeze_fraction"]
+    assert model.pretrained and model.weights == "/tmp/resnet.h5"
+    assert cfg.epochs_phase1 == 3 and cfg.unfreeze_fraction == params["unfreeze_fraction"]
     assert cfg.class_weights == params["class_weights"]
     assert not parameters.sections(resolve("smoke")).model.pretrained
 

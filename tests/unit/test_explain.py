@@ -11,8 +11,8 @@ import keras
 import numpy as np
 import pytest
 
-from lesionscan.explain import gradcam
 from lesionscan.core.errors import ParameterError
+from lesionscan.explain import gradcam
 
 SIZE = 16
 MASKED_COLUMNS = 2  # of the 8 feature columns

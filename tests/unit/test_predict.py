@@ -1,4 +1,5 @@
-"""`lesionscan predict`: probabilities, overlays and the disclaimer for good inputs; a clear exit 2 and no files for bad ones."""
+"""`lesionscan predict`: probabilities, overlays and the disclaimer for good inputs; a clear exit 2 and no files
+for bad ones."""
 
 import json
 import struct
@@ -9,8 +10,8 @@ import pytest
 from PIL import Image
 
 from lesionscan import cli, predict
+from lesionscan.core.classes import CLASS_NAMES, CLASSES
 from lesionscan.core.parameters import ModelSection
-from lesionscan.core.classes import CLASSES, CLASS_NAMES
 from lesionscan.model import saving
 
 SIZE = 32  # ResNet50's smallest input: the models are still 23 M parameters, so each is built once

@@ -9,16 +9,17 @@ build; the test then checks that the exercise's own setting reached the run.
 import json
 import re
 import shlex
-from pathlib import Path
 
 import pytest
 
 from lesionscan import cli
 from lesionscan.core import parameters
 
+from factories import ROOT
+
 pytestmark = pytest.mark.slow
 
-TEACHING = Path(__file__).resolve().parent.parent / "book" / "teaching.md"
+TEACHING = ROOT / "book" / "teaching.md"
 QUICK = ["--set", "synthetic_images=200", "--set", "synthetic_size=64", "--set", "image_size=32",
          "--set", "epochs=1", "--set", "balance_target=8", "--set", "bootstrap_resamples=20",
          "--set", "ablation_models=", "--set", "leakage_protocols=", "--set", "explain_per_class=1", "--no-book"]

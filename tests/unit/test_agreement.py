@@ -4,21 +4,32 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from PIL import Image  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+from PIL import Image
 
-from lesionscan.analysis import agreement  # noqa: E402
-from lesionscan.figures import explanations, style  # noqa: E402
-from lesionscan.analysis.agreement import (METRICS, REFERENCE_METHODS, agreement_scores, agreement_table,  # noqa: E402
-                                  centre_gaussian, energy_inside, load_mask, load_masks, paired_difference,
-                                  pointing_game, topk_iou, uniform_map)
-from lesionscan.core.errors import DataError, ParameterError  # noqa: E402
-from lesionscan.analysis.resampling import stratified_counts  # noqa: E402
-from lesionscan.analysis.wording import map_agreement_verdict  # noqa: E402
+from lesionscan.analysis import agreement
+from lesionscan.analysis.agreement import (
+    METRICS,
+    REFERENCE_METHODS,
+    agreement_scores,
+    agreement_table,
+    centre_gaussian,
+    energy_inside,
+    load_mask,
+    load_masks,
+    paired_difference,
+    pointing_game,
+    topk_iou,
+    uniform_map,
+)
+from lesionscan.analysis.resampling import stratified_counts
+from lesionscan.analysis.wording import map_agreement_verdict
+from lesionscan.core.errors import DataError, ParameterError
+from lesionscan.figures import explanations, style
 
 
 @pytest.fixture(autouse=True)

@@ -7,29 +7,21 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from scipy import stats as sps  # noqa: E402
-from sklearn.calibration import calibration_curve  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+from scipy import stats as sps
+from sklearn.calibration import calibration_curve
 
-from lesionscan.analysis import evaluation, reported, resampling, wording  # noqa: E402
-from lesionscan.figures import performance  # noqa: E402
-from lesionscan.core.classes import CLASSES  # noqa: E402
+from lesionscan.analysis import evaluation, reported, resampling, wording
+from lesionscan.core.classes import CLASSES
+from lesionscan.figures import performance
+
+from factories import make_predictions, random_predictions
 
 MEL, NV = CLASSES.index("mel"), CLASSES.index("nv")
-
-
-def _frame(y_true, top, confidence):
-    """A predictions frame: image i predicted ``top[i]`` with probability ``confidence[i]`` (> 1/7), the rest
-    shared evenly by the other six classes."""
-    probs = np.zeros((len(y_true), len(CLASSES)))
-    for i, (dx, p) in enumerate(zip(top, confidence)):
-        probs[i] = (1.0 - p) / (len(CLASSES) - 1)
-        probs[i, CLASSES.index(dx)] = p
-    return evaluation.predictions_frame([f"i{i}" for i in range(len(y_true))], y_true, probs)
 
 
 def _mel_frame(positive_scores, negative_scores):
@@ -39,22 +31,6 @@ def _mel_frame(positive_scores, negative_scores):
     probs[:, MEL] = scores
     probs[:, NV] = 1.0 - np.asarray(scores)
     y = ["mel"] * len(positive_scores) + ["nv"] * len(negative_scores)
-    return evaluation.predictions_frame([f"i{i}" for i in range(len(y))], y, probs)
-
-
-def _random_frame(seed, supports, skill=1.0, decimals=None):
-    """Simulated test predictions with the given class supports; ``decimals`` rounds scores to force ties."""
-    rng = np.random.default_rng(seed)
-    y = np.concatenate([[CLASSES.index(dx)] * n for dx, n in supports.items()])
-    logits = rng.normal(size=(len(y), len(CLASSES)))
-    logits[np.arange(len(y)), y] += skill
-    probs = np.exp(logits)
-    probs /= probs.sum(axis=1, keepdims=True)
-    if decimals is not None:
-        probs = np.round(probs, decimals)
-        probs[:, -1] = 1.0 - probs[:, :-1].sum(axis=1)
-        probs = np.clip(probs, 0, None)
-        probs /= probs.sum(axis=1, keepdims=True)
     return evaluation.predictions_frame([f"i{i}" for i in range(len(y))], y, probs)
 
 
@@ -79,7 +55,7 @@ def calibration_case():
     bin 2: n 1, conf .5, acc 1; bin 3: n 1, conf .7, acc 0; bin 4: n 2, conf .9, acc .5.
     ECE = (1 * .5 + 1 * .7 + 2 * .4) / 4 = 0.5.
     """
-    return _frame(["mel", "nv", "nv", "bcc"], ["mel", "mel", "nv", "nv"], [0.9, 0.9, 0.5, 0.7])
+    return make_predictions(["mel", "nv", "nv", "bcc"], ["mel", "mel", "nv", "nv"], [0.9, 0.9, 0.5, 0.7])
 
 
 def test_reliability_table_by_hand(calibration_case):
@@ -100,7 +76,7 @@ def test_ece_by_hand(calibration_case):
 
 def test_calibration_bins_match_scikit_learn():
     """Bins are (low, high] as in calibration_curve: a confidence of exactly .4 or .6 goes to the lower bin."""
-    pred = _frame(["mel"] * 6, ["mel", "mel", "mel", "nv", "mel", "mel"], [0.4, 0.6, 0.41, 0.6, 1.0, 0.8])
+    pred = make_predictions(["mel"] * 6, ["mel", "mel", "mel", "nv", "mel", "mel"], [0.4, 0.6, 0.41, 0.6, 1.0, 0.8])
     table = resampling.reliability_table(pred, n_bins=5)
     assert table["n"].tolist() == [0, 1, 3, 1, 1]
     conf = pred[[f"p_{dx}" for dx in CLASSES]].max(axis=1)
@@ -112,8 +88,10 @@ def test_calibration_bins_match_scikit_learn():
 
 
 def test_perfectly_calibrated_and_all_wrong():
-    assert resampling.expected_calibration_error(_frame(["mel", "nv"], ["mel", "nv"], [1.0, 1.0])) == 0.0
-    assert resampling.expected_calibration_error(_frame(["mel", "nv"], ["nv", "mel"], [0.8, 0.6])) == pytest.approx(0.7)
+    perfect = make_predictions(["mel", "nv"], ["mel", "nv"], [1.0, 1.0])
+    all_wrong = make_predictions(["mel", "nv"], ["nv", "mel"], [0.8, 0.6])
+    assert resampling.expected_calibration_error(perfect) == 0.0
+    assert resampling.expected_calibration_error(all_wrong) == pytest.approx(0.7)
 
 
 # --------------------------------------------------------------------------------------------- melanoma
@@ -157,7 +135,7 @@ def test_melanoma_table_puts_each_models_sensitivity_beside_its_interval():
 
 
 def test_melanoma_sensitivity_undefined_without_melanoma():
-    pred = _frame(["nv", "bcc"], ["nv", "bcc"], [0.9, 0.9])
+    pred = make_predictions(["nv", "bcc"], ["nv", "bcc"], [0.9, 0.9])
     assert resampling.melanoma_sensitivity_at_specificity(pred)["sensitivity"].isna().all()
 
 
@@ -179,7 +157,7 @@ def test_weighted_auc_by_hand():
 def test_resampled_metrics_equal_scikit_learn_on_materialised_resamples():
     """The vectorised metrics of a resample equal evaluate/scikit-learn on that resample written out as a frame,
     with tied scores, a one-image class (df) and a class absent from the test set (vasc)."""
-    pred = _random_frame(3, {"akiec": 5, "bcc": 4, "bkl": 8, "df": 1, "mel": 6, "nv": 30}, skill=0.8, decimals=1)
+    pred = random_predictions(3, {"akiec": 5, "bcc": 4, "bkl": 8, "df": 1, "mel": 6, "nv": 30}, skill=0.8, decimals=1)
     data = resampling._arrays(pred)
     counts = resampling.stratified_counts(data.y_true, 15, seed=7)
     resampled = resampling._resampled_metrics(data, np.vstack([np.ones(data.n), counts]))
@@ -192,7 +170,7 @@ def test_resampled_metrics_equal_scikit_learn_on_materialised_resamples():
 
 
 def test_stratification_keeps_class_supports():
-    pred = _random_frame(0, {"akiec": 3, "df": 1, "mel": 5, "nv": 20})
+    pred = random_predictions(0, {"akiec": 3, "df": 1, "mel": 5, "nv": 20})
     data = resampling._arrays(pred)
     counts = resampling.stratified_counts(data.y_true, 50, seed=1)
     for k in np.unique(data.y_true):
@@ -204,7 +182,7 @@ def test_stratification_keeps_class_supports():
 
 
 def test_bootstrap_is_deterministic_from_the_seed():
-    pred = _random_frame(1, {"bcc": 6, "mel": 8, "nv": 25})
+    pred = random_predictions(1, {"bcc": 6, "mel": 8, "nv": 25})
     a = resampling.bootstrap_metrics(pred, n_resamples=200, seed=5)
     pd.testing.assert_frame_equal(a, resampling.bootstrap_metrics(pred, n_resamples=200, seed=5))
     c = resampling.bootstrap_metrics(pred, n_resamples=200, seed=6)
@@ -214,9 +192,9 @@ def test_bootstrap_is_deterministic_from_the_seed():
 
 def test_bootstrap_rows_and_degenerate_classes():
     """bcc is never predicted (F1 0 in every resample), df has one test image, vasc none."""
-    pred = _frame(["bcc", "bcc", "df", "mel", "mel", "nv", "nv", "nv"],
-                  ["nv", "mel", "df", "mel", "nv", "nv", "nv", "mel"],
-                  [0.6, 0.5, 0.9, 0.8, 0.55, 0.9, 0.7, 0.6])
+    pred = make_predictions(["bcc", "bcc", "df", "mel", "mel", "nv", "nv", "nv"],
+                            ["nv", "mel", "df", "mel", "nv", "nv", "nv", "mel"],
+                            [0.6, 0.5, 0.9, 0.8, 0.55, 0.9, 0.7, 0.6])
     table = resampling.bootstrap_metrics(pred, n_resamples=100, seed=0).set_index("metric")
     metrics = set(table.index)
     assert set(evaluation.SUMMARY_METRICS) <= metrics
@@ -233,7 +211,7 @@ def test_bootstrap_rows_and_degenerate_classes():
 
 def test_bootstrap_skips_undefined_resamples():
     """Melanoma sensitivity is undefined with no melanoma: NaN value, interval and n_valid 0, no error."""
-    pred = _frame(["nv", "nv", "bcc"], ["nv", "bcc", "bcc"], [0.9, 0.6, 0.8])
+    pred = make_predictions(["nv", "nv", "bcc"], ["nv", "bcc", "bcc"], [0.9, 0.6, 0.8])
     table = resampling.bootstrap_metrics(pred, n_resamples=20).set_index("metric")
     assert np.isnan(table.loc["mel_sensitivity_at_spec90", "value"])
     assert table.loc["mel_sensitivity_at_spec90", "n_valid"] == 0
@@ -257,7 +235,7 @@ def test_bootstrap_interval_coverage_on_simulated_test_sets():
 
 
 def test_bootstrap_rejects_bad_arguments():
-    pred = _frame(["mel", "nv"], ["mel", "nv"], [0.9, 0.9])
+    pred = make_predictions(["mel", "nv"], ["mel", "nv"], [0.9, 0.9])
     with pytest.raises(ValueError, match="n_resamples"):
         resampling.bootstrap_metrics(pred, n_resamples=0)
     with pytest.raises(ValueError, match="level"):
@@ -277,8 +255,8 @@ def paired_case():
     b_right = a_right.copy()
     b_right[[0, 1]] = False                      # a right, b wrong: 2
     b_right[24:36] = True                        # a wrong, b right: 12
-    a = _frame(y, [dx if r else other[dx] for dx, r in zip(y, a_right)], [0.8] * 40)
-    b = _frame(y, [dx if r else other[dx] for dx, r in zip(y, b_right)], [0.8] * 40)
+    a = make_predictions(y, [dx if r else other[dx] for dx, r in zip(y, a_right)], [0.8] * 40)
+    b = make_predictions(y, [dx if r else other[dx] for dx, r in zip(y, b_right)], [0.8] * 40)
     return a, b
 
 
@@ -297,8 +275,8 @@ def test_mcnemar_exact_by_hand(paired_case):
 def test_mcnemar_chi_square_by_hand():
     """b = 10, c = 30: (|10 - 30| - 1)^2 / 40 = 9.025 on 1 degree of freedom."""
     y = ["nv"] * 40
-    a = _frame(y, ["nv"] * 10 + ["mel"] * 30, [0.9] * 40)
-    b = _frame(y, ["mel"] * 10 + ["nv"] * 30, [0.9] * 40)
+    a = make_predictions(y, ["nv"] * 10 + ["mel"] * 30, [0.9] * 40)
+    b = make_predictions(y, ["mel"] * 10 + ["nv"] * 30, [0.9] * 40)
     result = resampling.mcnemar(a, b)
     assert (result["b"], result["c"]) == (10, 30)
     assert result["statistic"] == pytest.approx(9.025)
@@ -337,7 +315,8 @@ def test_paired_comparisons_reject_unpaired_frames(paired_case):
 
 def test_verdict_in_words(paired_case):
     a, b = paired_case
-    clear = wording.model_comparison_verdict(resampling.paired_bootstrap(a, b, "accuracy", n_resamples=300), resampling.mcnemar(a, b))
+    clear = wording.model_comparison_verdict(resampling.paired_bootstrap(a, b, "accuracy", n_resamples=300),
+                                             resampling.mcnemar(a, b))
     assert "accuracy is 0.250 higher than the baseline's" in clear
     assert "evidence that the soft-attention model beats the baseline" in clear and "no evidence" not in clear
     assert "12 images only the soft-attention model gets right, 2 only the baseline" in clear
@@ -362,7 +341,7 @@ def test_seed_summary_by_hand():
 
 
 def test_seed_summary_accepts_compute_metrics_dicts():
-    frames = [_random_frame(s, {"mel": 5, "nv": 10}) for s in (0, 1)]
+    frames = [random_predictions(s, {"mel": 5, "nv": 10}) for s in (0, 1)]
     summary = resampling.seed_summary({s: evaluation.compute_metrics(f) for s, f in enumerate(frames)})
     assert summary["metric"].tolist()[:len(evaluation.SUMMARY_METRICS)] == list(evaluation.SUMMARY_METRICS)
     assert (summary["n_seeds"] == 2).all()
@@ -402,7 +381,7 @@ def test_comparison_with_intervals_flags_report_outside_and_inside():
 
 
 def test_comparison_with_intervals_from_bootstrap_tables():
-    pred = _random_frame(4, {"akiec": 4, "bcc": 4, "bkl": 6, "df": 2, "mel": 5, "nv": 25, "vasc": 2})
+    pred = random_predictions(4, {"akiec": 4, "bcc": 4, "bkl": 6, "df": 2, "mel": 5, "nv": 25, "vasc": 2})
     metrics = {"soft_attention": evaluation.compute_metrics(pred)}
     table = reported.comparison_with_intervals(metrics, {"soft_attention": resampling.bootstrap_metrics(pred, 100)})
     assert table[reported.INSIDE_COLUMN].notna().all()
@@ -419,7 +398,7 @@ def test_reliability_diagram_returns_figure(calibration_case):
 
 
 def test_interval_comparison_returns_figure():
-    pred = _random_frame(5, {"akiec": 4, "bcc": 4, "bkl": 6, "df": 2, "mel": 5, "nv": 25, "vasc": 2})
+    pred = random_predictions(5, {"akiec": 4, "bcc": 4, "bkl": 6, "df": 2, "mel": 5, "nv": 25, "vasc": 2})
     metrics = {"baseline": evaluation.compute_metrics(pred), "soft_attention": evaluation.compute_metrics(pred)}
     intervals = {"baseline": resampling.bootstrap_metrics(pred, 50)}
     fig = performance.interval_comparison(reported.comparison_with_intervals(metrics, intervals))

@@ -16,6 +16,8 @@ from PIL import Image
 
 import browser
 
+pytestmark = pytest.mark.slow  # end-to-end: a real browser; the smoke book takes minutes to build
+
 
 @pytest.fixture(scope="module")
 def driver():
@@ -61,7 +63,6 @@ def test_checks_fail_on_a_broken_book(driver, tmp_path):
     assert (tmp_path / "shots" / "notebooks" / "01_data.png").exists()
 
 
-@pytest.mark.slow
 def test_smoke_book_in_the_browser(driver, smoke_run):
     """Every page of the smoke book, as a reader opens it from disk; all problems listed by page."""
     run_dir, index = smoke_run

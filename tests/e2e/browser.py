@@ -3,13 +3,13 @@
 Static checks of the HTML miss images that fail to decode, scripts that throw, and links that
 only break once the browser resolves them; so each page is opened from the file system (the book
 must work without a server) and inspected there. The helpers take an html folder so that they
-can be tried on any built book; tests/test_browser.py runs them.
+can be tried on any built book; tests/e2e/test_browser.py runs them.
 """
 
 import base64
 import html.parser
 import time
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
@@ -76,7 +76,7 @@ class _Anchors(html.parser.HTMLParser):
         self.names.update(value for key, value in attrs if key in ("id", "name") and value)
 
 
-@lru_cache(maxsize=None)
+@cache
 def anchors(path: Path) -> frozenset[str]:
     """The ids and names a #fragment can point to in an html file (parsed once per file)."""
     parser = _Anchors()

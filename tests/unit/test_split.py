@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lesionscan.data import split
 from lesionscan.core.classes import CLASSES
-from lesionscan.data.ham10000 import load_dataset
 from lesionscan.core.errors import DataError, ParameterError
+from lesionscan.data import split
+from lesionscan.data.ham10000 import load_dataset
 
 # Lesions per class: imbalanced like HAM10000, but big enough that every class reaches every subset.
 LESIONS = {"akiec": 30, "bcc": 40, "bkl": 80, "df": 20, "mel": 80, "nv": 400, "vasc": 20}

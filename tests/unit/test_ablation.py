@@ -3,30 +3,23 @@
 import numpy as np
 import pytest
 
-from lesionscan.study import experiments
 from lesionscan.analysis import evaluation
 from lesionscan.core.classes import CLASSES
+from lesionscan.study import experiments
 
-
-def _predictions(seed, n=140, skill=0.6):
-    rng = np.random.default_rng(seed)
-    y = np.array([CLASSES[i % len(CLASSES)] for i in range(n)])
-    probs = rng.dirichlet(np.ones(len(CLASSES)), size=n)
-    right = rng.random(n) < skill
-    probs[right, [CLASSES.index(d) for d in y[right]]] += 1.0
-    probs /= probs.sum(axis=1, keepdims=True)
-    return evaluation.predictions_frame([f"{seed}-{i}" for i in range(n)], y.tolist(), probs)
+from factories import random_predictions
 
 
 def _result(seed, skill, epochs):
-    pred = _predictions(seed, skill=skill)
+    """Metrics and predictions of a simulated model on 140 test images, 20 of each class."""
+    pred = random_predictions(seed, {dx: 20 for dx in CLASSES}, skill=skill)
     metrics = evaluation.compute_metrics(pred)
     metrics["epochs_trained"] = epochs
     return metrics, pred
 
 
 def test_leakage_table_gives_each_protocol_its_interval_and_its_difference_to_the_reference():
-    results = {"seed": _result(0, 0.5, 13), "image": _result(1, 0.9, 7)}
+    results = {"seed": _result(0, 1.0, 13), "image": _result(1, 2.0, 7)}
     table = experiments.leakage_table(results, reference="seed", n_resamples=100, seed=0)
     assert list(table.columns) == ["protocol", "metric", "test images", "epochs", "value", "low", "high",
                                    "minus seed"]

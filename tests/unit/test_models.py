@@ -6,12 +6,10 @@ import pytest
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
-from lesionscan.model import networks  # noqa: E402
+from lesionscan.core.errors import ParameterError
 from lesionscan.core.parameters import ModelSection
-from lesionscan.core.errors import ParameterError  # noqa: E402
-from lesionscan.model import saving
-from lesionscan.model import layers
 from lesionscan.explain import attention
+from lesionscan.model import layers, networks, saving
 
 
 def _features(batch=2, size=5, channels=8, seed=0):
@@ -247,8 +245,8 @@ def test_class_wise_dense_reads_each_class_vector():
     np.testing.assert_allclose(probs.sum(axis=-1), 1.0, rtol=1e-5)
 
 
-@pytest.mark.parametrize("make", [lambda: layers.SoftAttentionPublic(heads=2), lambda: layers.ClassAttention(classes=3)],
-                         ids=["public", "class"])
+@pytest.mark.parametrize("make", [lambda: layers.SoftAttentionPublic(heads=2),
+                                  lambda: layers.ClassAttention(classes=3)], ids=["public", "class"])
 def test_gradients_reach_the_attention_convolution(make):
     keras.utils.set_random_seed(0)
     layer = make()

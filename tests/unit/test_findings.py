@@ -5,8 +5,8 @@ import json
 import pandas as pd
 import pytest
 
-from lesionscan.study import findings, results
 from lesionscan.core import parameters
+from lesionscan.study import findings, results
 from lesionscan.study.run_folder import Run
 
 

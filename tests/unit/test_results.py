@@ -1,13 +1,12 @@
 """The catalogue of declared results: names live there only, and pages show declared tables only."""
 
 import re
-from pathlib import Path
 
 import pytest
 
 from lesionscan.study import results, runner
 
-ROOT = Path(__file__).resolve().parent.parent
+from factories import ROOT
 
 
 def _sources():

@@ -7,8 +7,8 @@ from PIL import Image
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
-from lesionscan.model import pipeline  # noqa: E402
-from lesionscan.core.errors import DataError, ParameterError  # noqa: E402
+from lesionscan.core.errors import DataError, ParameterError
+from lesionscan.model import pipeline
 
 LABELS = [0, 0, 0, 0, 0, 0, 1, 1, 2, 4]
 

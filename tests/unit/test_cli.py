@@ -6,12 +6,11 @@ import pandas as pd
 import pytest
 
 from lesionscan import cli
-from lesionscan.data import synthetic
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return synthetic.generate(tmp_path_factory.mktemp("cli") / "data", n_images=300, size=64, seed=1)
+def dataset(synthetic_set):
+    return synthetic_set(n_images=300, size=64, seed=1)
 
 
 def _copy(dataset, tmp_path):
@@ -133,7 +132,7 @@ def test_study_with_missing_data_dir(tmp_path, capsys):
     assert code == 2 and "nowhere" in err
 
 
-def test_study_without_imagenet_weights_fails_before_any_chapter(tmp_path, capsys, monkeypatch):
+def test_study_without_imagenet_weights_fails_before_any_chapter(dataset, tmp_path, capsys, monkeypatch):
     """Offline, the paper profile's ImageNet weights cannot be fetched: say so, and how to go on."""
     from keras.src.applications import resnet
 
@@ -141,8 +140,7 @@ def test_study_without_imagenet_weights_fails_before_any_chapter(tmp_path, capsy
         raise Exception("URL fetch failure: no network")
 
     monkeypatch.setattr(resnet.file_utils, "get_file", offline)
-    data_dir = synthetic.generate(tmp_path / "data", n_images=200, size=64)
-    code, out, err = run_cli(capsys, "study", "--profile", "paper", "--data-dir", data_dir,
+    code, out, err = run_cli(capsys, "study", "--profile", "paper", "--data-dir", dataset,
                              "--artifacts", tmp_path / "artifacts")
     assert code == 2 and "--set weights=PATH" in err and "--set weights=none" in err
     assert "01_data" not in out

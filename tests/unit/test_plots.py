@@ -13,16 +13,18 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
 
-import lesionscan.figures  # noqa: E402
-from lesionscan.analysis import evaluation  # noqa: E402
-from lesionscan.core.classes import CLASSES, label  # noqa: E402
-from lesionscan.figures import dataset, explanations, performance, style, training  # noqa: E402
+import lesionscan.figures
+from lesionscan.analysis import evaluation
+from lesionscan.core.classes import CLASSES, label
+from lesionscan.figures import dataset, explanations, performance, style, training
+
+from factories import make_predictions
 
 
 @pytest.fixture(autouse=True)
@@ -41,11 +43,7 @@ def _image(h=6, w=8, value=0):
 def pred():
     """Twelve test images of three classes (mel, nv, bcc), one mel mistaken for nv."""
     y = ["mel"] * 4 + ["nv"] * 6 + ["bcc"] * 2
-    probs = np.full((12, 7), 0.05)
-    for row, dx in enumerate(y):
-        probs[row, CLASSES.index(dx)] = 0.7
-    probs[0, CLASSES.index("mel")], probs[0, CLASSES.index("nv")] = 0.05, 0.7
-    return evaluation.predictions_frame(range(12), y, probs)
+    return make_predictions(y, ["nv"] + y[1:], confidence=0.7, ids=range(12))
 
 
 def _render(fig):

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from lesionscan.data import ham10000
 from lesionscan.core.classes import CLASSES
 from lesionscan.core.errors import DataError
+from lesionscan.data import ham10000
 
 COLUMNS = ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"]
 
@@ -401,7 +401,7 @@ def test_real_data_in_other_layouts(real_data_dir, tmp_path):
             (flat / ham10000.FLAT_DIR / path.name).symlink_to(path)
     (flat / ham10000.METADATA_FILE).symlink_to(real_data_dir / ham10000.METADATA_FILE)
     (flat / ham10000.MASK_DIR).symlink_to(real_data_dir / ham10000.MASK_DIR)
-    for root, layout in ((kaggle, "kaggle"), (tab, "official"), (flat, "flat")):
+    for root in (kaggle, tab, flat):
         df = ham10000.load_dataset(root, verify_images=False)
         masked = expected.assign(mask_path=None) if root is kaggle else expected
         pd.testing.assert_frame_equal(comparable(df), masked)

@@ -11,6 +11,8 @@ from sklearn import metrics as skm
 from lesionscan.analysis import evaluation
 from lesionscan.core.classes import CLASSES
 
+from factories import random_predictions
+
 
 def _probs(rows: list[dict[str, float]]) -> np.ndarray:
     """Probability rows from {dx: p} dicts (missing classes 0)."""
@@ -155,11 +157,9 @@ def test_single_class_truth_has_no_auc():
 
 
 def test_agrees_with_sklearn_on_a_full_random_case():
-    rng = np.random.default_rng(0)
-    y = rng.choice(CLASSES, size=200)
-    logits = rng.normal(size=(200, 7)) + 2 * np.eye(7)[[CLASSES.index(d) for d in y]]
-    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    pred = evaluation.predictions_frame(range(200), y, probs)
+    supports = {"akiec": 20, "bcc": 25, "bkl": 30, "df": 15, "mel": 35, "nv": 60, "vasc": 15}  # weighted != macro
+    pred = random_predictions(0, supports, skill=2.0)
+    y, probs = pred["dx"], pred[list(evaluation.PROB_COLUMNS)].to_numpy()
     m = evaluation.compute_metrics(pred)
     assert m["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, pred["pred"]))
     for average in ("macro", "weighted"):

@@ -1,0 +1,64 @@
+"""Builders the unit tests share: the project root and predictions frames.
+
+Importable from any test as ``from factories import ...`` (``tests/`` is on ``sys.path``, see conftest.py).
+Synthetic data sets, which cost time to write, come from the session fixture ``synthetic_set`` in conftest.py.
+"""
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lesionscan.analysis import evaluation
+from lesionscan.core.classes import CLASSES
+
+ROOT = Path(__file__).resolve().parent.parent
+"""The project checkout: lesionscan/, notebooks/, book/, _config.yml."""
+
+
+def _ids(n: int) -> list[str]:
+    return [f"i{i}" for i in range(n)]
+
+
+def make_predictions(true: Sequence, predicted: Sequence | None = None, confidence: float | Sequence[float] = 0.8,
+                     ids: Sequence | None = None) -> pd.DataFrame:
+    """A predictions frame: image i predicted ``predicted[i]`` (default: its true class) with probability
+    ``confidence[i]`` (one number for all, or one per image; > 1/7), the rest shared evenly by the other six
+    classes. Image ids are ``ids`` or i0, i1, ..."""
+    true = list(true)
+    predicted = true if predicted is None else list(predicted)
+    if np.ndim(confidence) == 0:
+        confidence = [confidence] * len(true)
+    probs = np.zeros((len(true), len(CLASSES)))
+    for i, (dx, p) in enumerate(zip(predicted, confidence)):
+        probs[i] = (1.0 - p) / (len(CLASSES) - 1)
+        probs[i, CLASSES.index(dx)] = p
+    return evaluation.predictions_frame(_ids(len(true)) if ids is None else ids, true, probs)
+
+
+def predictions_from_rows(rows: Sequence[tuple[str, str, str, float]]) -> pd.DataFrame:
+    """``make_predictions`` from (image_id, true, predicted, confidence of the prediction) rows."""
+    ids, true, predicted, confidence = zip(*rows)
+    return make_predictions(true, predicted, confidence, ids=ids)
+
+
+def random_predictions(seed: int, supports: Mapping[str, int], skill: float = 1.0,
+                       decimals: int | None = None) -> pd.DataFrame:
+    """Simulated test predictions with the given class supports (images of each class, in that order).
+
+    Scores are a softmax of standard normal logits with ``skill`` added to the true class's, so a larger
+    skill gives a better model. ``decimals`` rounds the probabilities to force tied scores.
+    """
+    rng = np.random.default_rng(seed)
+    y = np.concatenate([[CLASSES.index(dx)] * n for dx, n in supports.items()])
+    logits = rng.normal(size=(len(y), len(CLASSES)))
+    logits[np.arange(len(y)), y] += skill
+    probs = np.exp(logits)
+    probs /= probs.sum(axis=1, keepdims=True)
+    if decimals is not None:
+        probs = np.round(probs, decimals)
+        probs[:, -1] = 1.0 - probs[:, :-1].sum(axis=1)
+        probs = np.clip(probs, 0, None)
+        probs /= probs.sum(axis=1, keepdims=True)
+    return evaluation.predictions_frame(_ids(len(y)), y, probs)
