@@ -49,8 +49,9 @@ def _cmd_study(args) -> None:
         if args.no_book:
             raise LesionScanError("--html-dir publishes the built book: it cannot be combined with --no-book")
         publish.check_html_target(args.html_dir)  # refuse a bad target before the study runs, not after
+    overrides = list(args.set or ()) + (["training_cache=false"] if args.no_cache else [])
     index = runner.run_study(profile=args.profile, data_dir=args.data_dir, artifacts=args.artifacts,
-                            overrides=args.set or (), build=not args.no_book)
+                             overrides=overrides, build=not args.no_book)
     print(f"\nBook: {Path(index).resolve()}")
     if args.html_dir:
         published = publish.publish_html(Path(index).parent, args.html_dir)
@@ -121,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     study_parser.add_argument("--set", action="append", metavar="NAME=VALUE",
                        help="override one parameter; repeatable (see `lesionscan profiles --show smoke`)")
     study_parser.add_argument("--no-book", action="store_true", help="run the chapters but do not build the book")
+    study_parser.add_argument("--no-cache", action="store_true",
+                              help="train every model anew instead of reusing one trained before under the same "
+                                   "recipe, data, split and code (same as --set training_cache=false)")
     study_parser.add_argument("--html-dir", metavar="DIR",
                        help="after a successful build, copy _build/html to DIR (replaced in one rename; DIR must be "
                             "new, empty or a previous --html-dir output)")

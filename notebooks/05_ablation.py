@@ -169,3 +169,14 @@ leakage_results = experiments.leakage(run)
 display(run.save(results.LEAKAGE_AUDIT, experiments.leakage_table(leakage_results, reference=p.split.protocol,
                                                                    **p.bootstrap))
         .style.hide(axis="index").format(precision=3, na_rep="–"))
+
+# %% [markdown]
+# ## Where each model came from
+#
+# Every model of this book was either trained in this run or reused from the
+# training cache, which keeps a model trained before under the same recipe,
+# data, split and code (`lesionscan study --no-cache` trains them all anew).
+
+# %% tags=["remove-input"]
+display(run.save(results.TRAINING_SOURCES, experiments.training_table(run)).style.hide(axis="index")
+        .format(precision=0, na_rep="–"))

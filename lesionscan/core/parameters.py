@@ -24,9 +24,17 @@ from lesionscan.core.errors import ParameterError
 # The sections: every parameter once, with its default (the smoke profile's value) and why it matters.
 
 
-def _param(default, help: str, flat: str | None = None, choices: tuple[str, ...] | None = None):
-    """A section field: its default, a line of help, the ``--set`` name if it differs, allowed choices."""
-    return field(default=default, metadata={"help": help, "flat": flat, "choices": choices})
+def _param(default, help: str, flat: str | None = None, choices: tuple[str, ...] | None = None,
+           determines_model: bool = True, kinds: tuple[str, ...] | None = None):
+    """A section field: its default, a line of help, the ``--set`` name if it differs, allowed choices.
+
+    ``determines_model=False`` marks a field of a recipe's sections that cannot change a trained model
+    (whether to use the training cache); ``kinds`` names the only model kinds a field reaches (the number
+    of attention heads does not reach the baseline). Both keep a field out of a model's fingerprint
+    where it cannot matter, so changing it retrains only the models it reaches.
+    """
+    return field(default=default, metadata={"help": help, "flat": flat, "choices": choices,
+                                            "determines_model": determines_model, "kinds": kinds})
 
 
 class _Section:
@@ -77,8 +85,10 @@ class ModelSection(_Section):
     weights: str = _param("none", "imagenet, none or a path to ResNet50 no-top weights")
     dropout: float = _param(0.5, "dropout before the classifier")
     l2: float = _param(1e-4, "L2 on the classifier's kernel (0 = none)")
-    attention_heads: int = _param(16, "K in the soft-attention equation")
-    gamma_init: float = _param(1.0, "initial value of the learnable attention scale")
+    attention_heads: int = _param(16, "K in the soft-attention equation",
+                                  kinds=("soft_attention", "soft_attention_public", "multiscale"))
+    gamma_init: float = _param(1.0, "initial value of the learnable attention scale",
+                               kinds=("soft_attention", "multiscale"))
     bn_momentum: float = _param(0.9, "batch-norm momentum; short from-scratch training needs < Keras' 0.99")
 
     @property
@@ -109,6 +119,8 @@ class TrainSection(_Section):
     cache_draws: int = _param(1, "training-set passes (balanced draw + augmentation) cached for phase 1")
     cache_max_gb: float = _param(16.0, "feature cache limit (also at most half the RAM); above it phase 1 uses images")
     deterministic: bool = _param(True, "TensorFlow op determinism: same seed, same metrics")
+    training_cache: bool = _param(True, "reuse a model trained before under the same recipe, data, split and code "
+                                        "(ARTIFACTS/.cache/training/; --no-cache sets false)", determines_model=False)
 
     def phases(self, pretrained: bool) -> list[tuple[str, int, float]]:
         """(phase, epochs, learning rate) in order, with schedule "auto" resolved by ``pretrained``."""
@@ -169,6 +181,20 @@ class TrainingRecipe:
     pipeline: PipelineSection
     model: ModelSection
     train: TrainSection
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The recipe as plain data, without the fields that cannot change the model (for a cache key).
+
+        The data section is left out: the data enter a key by their checksum,
+        which is what the images are, whichever way they were made or named.
+        """
+        out: dict[str, Any] = {"kind": self.kind, "seed": self.seed}
+        for name in ("split", "pipeline", "model", "train"):
+            section = getattr(self, name)
+            out[name] = {f.name: getattr(section, f.name) for f in fields(section)
+                         if f.metadata.get("determines_model", True)
+                         and self.kind in (f.metadata.get("kinds") or (self.kind,))}
+        return out
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ parameters starts from an empty folder (``run_folder``).
 
 from __future__ import annotations
 
+import json
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +26,7 @@ from lesionscan.core.classes import CLASSES
 from lesionscan.core.parameters import TrainingRecipe
 from lesionscan.data import ham10000
 from lesionscan.model import networks, pipeline, train
+from lesionscan.study import training_cache
 from lesionscan.study.results import MAIN_MODELS
 from lesionscan.study.run_folder import Run
 
@@ -60,9 +63,54 @@ def train_and_evaluate(run: Run, recipe: TrainingRecipe, name: str | None = None
     """Train ``recipe`` on its split's training subset, save everything as ``name``, score it on the test subset.
 
     ``name`` defaults to the model kind; chapter 5 names its variants
-    (``soft_attention_seed1``, ``soft_attention_image``).
+    (``soft_attention_seed1``, ``soft_attention_image``). With the training
+    cache on (``training_cache``), a model trained before under the same key
+    (recipe, data, split, code: ``study.training_cache``) is reused instead,
+    and its metrics say so and when it was trained.
     """
     name = name or recipe.kind
+    cache, key, inputs = None, None, None
+    if recipe.train.training_cache:
+        cache = training_cache.TrainingCache(run.training_cache_dir)
+        inputs = training_cache.key_inputs(recipe, run.data_checksum,
+                                           run.split_file(recipe.split.protocol).read_bytes())
+        key = training_cache.key_of(inputs)
+        entry = cache.lookup(key)
+        if entry is not None:
+            return _reuse(run, recipe, name, entry)
+    started = time.monotonic()
+    result = _train(run, recipe, name)
+    seconds = time.monotonic() - started
+    training = {"source": "trained in this run", "seconds": round(seconds, 1), "cache_entry": None}
+    if cache is not None:
+        entry = cache.store(key, inputs, {what: run.trained_path(name, what) for what in training_cache.FILES},
+                            seconds)
+        training["cache_entry"] = entry.key[:16] if entry is not None else None
+    result.metrics["training"] = training
+    atomic.write_json(run.metrics_path(name), result.metrics)
+    return result
+
+
+def _reuse(run: Run, recipe: TrainingRecipe, name: str, entry: training_cache.Entry) -> Result:
+    """Copy a cache entry into the run under ``name``; its metrics name this run's data and the entry."""
+    for what in ("model", "history", "predictions"):
+        path = run.trained_path(name, what)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic.atomic_path(path) as tmp:
+            training_cache.link_or_copy(entry.path(what), tmp)
+    metrics = json.loads(entry.path("metrics").read_text())
+    metrics.update(name=name, data=run.data_label, initialisation=run.weights_label,
+                   training={"source": "reused from the training cache", "trained_at": entry.created,
+                             "seconds": entry.seconds, "cache_entry": entry.key[:16]})
+    atomic.write_json(run.metrics_path(name), metrics)
+    print(f"{name}: reused from the training cache (entry {entry.key[:16]}, trained {entry.created} in "
+          f"{entry.seconds:.0f} s); --no-cache trains it again", flush=True)
+    return Result(model=None, history=pd.read_csv(run.history_path(name)),
+                  predictions=pd.read_csv(run.predictions_path(name)), metrics=metrics)
+
+
+def _train(run: Run, recipe: TrainingRecipe, name: str) -> Result:
+    """Train, save, predict the test subset and score it (no cache involved)."""
     pipe = recipe.pipeline
     train.seed_everything(recipe.seed, deterministic=recipe.train.deterministic)
     train.configure_precision()  # mixed float16 on a GPU, float32 on a CPU
@@ -95,6 +143,31 @@ def train_and_evaluate(run: Run, recipe: TrainingRecipe, name: str | None = None
     return Result(model=model, history=history, predictions=predictions, metrics=metrics)
 
 
+def training_table(run: Run) -> pd.DataFrame:
+    """Every model trained so far in this run: kind, seed, split, and whether trained here or reused (and when)."""
+    rows = []
+    for name, metrics in run.trained_metrics().items():
+        training = metrics["training"]
+        reused = training["source"] == "reused from the training cache"
+        rows.append({"model": name, "kind": metrics.get("model"), "seed": metrics.get("seed"),
+                     "split": metrics.get("split_protocol"),
+                     "trained": f"reused (trained {training['trained_at']})" if reused else "in this run",
+                     "seconds": training.get("seconds"), "cache entry": training.get("cache_entry")})
+    return pd.DataFrame(rows, columns=["model", "kind", "seed", "split", "trained", "seconds", "cache entry"])
+
+
+def training_sentence(metrics: dict) -> str:
+    """Whether the model was trained in this run or reused from the cache, and when, as a sentence."""
+    training = metrics.get("training") or {}
+    if training.get("source") == "reused from the training cache":
+        return (f"Reused from the training cache: trained {training['trained_at']} in {training['seconds']:.0f} s "
+                f"under the same recipe, data, split and code (entry `{training['cache_entry']}`; "
+                "`lesionscan study --no-cache` trains it again).")
+    if training:
+        return f"Trained in this run in {training['seconds']:.0f} s."
+    return ""
+
+
 def provenance_text(run: Run) -> str:
     """One line the book shows beside results: which data and initialisation produced them."""
     p = run.parameters
@@ -106,8 +179,8 @@ def provenance(run: Run, result: Result) -> str:
     """Provenance plus what training did (epochs and phases)."""
     per_phase = result.history.groupby("phase", sort=False).size()
     phases = ", ".join(f"{phase}: {n} epochs" for phase, n in per_phase.items())
-    return f"{provenance_text(run)}\n\nTrained {len(result.history)} epochs ({phases}); " \
-           f"tested on {result.metrics['n']} images."
+    return (f"{provenance_text(run)}\n\nTrained {len(result.history)} epochs ({phases}); tested on "
+            f"{result.metrics['n']} images. {training_sentence(result.metrics)}").rstrip()
 
 
 def comparison_table(metrics_by_model: dict[str, dict]) -> pd.DataFrame:

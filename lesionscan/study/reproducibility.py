@@ -133,6 +133,19 @@ def appendix_markdown(manifest: Mapping[str, Any], repository: str | None = None
                         [(name, len(paths), ", ".join(f"`{results.name_of(path)}`" for path in paths
                                                       if not path.startswith("splits/")))
                          for name, paths in wrote.items()])
+    models = manifest.get("models") or {}
+    if models:
+        lines += ["## Trained models", "",
+                  "Each model was trained in this run or reused from the training cache, where a model trained "
+                  "before under the same recipe, data, split and code is kept (`lesionscan study --no-cache` "
+                  "trains every one anew).", ""]
+        lines += _table(("model", "kind", "seed", "split", "trained", "seconds", "cache entry"),
+                        [(f"`{name}`", info.get("model"), info.get("seed"), info.get("split_protocol"),
+                          "in this run" if info.get("source") == "trained in this run"
+                          else f"reused: trained {info.get('trained_at')}",
+                          f"{float(info.get('seconds') or 0):,.0f}", f"`{info['cache_entry']}`"
+                          if info.get("cache_entry") else "–")
+                         for name, info in models.items()])
     lines += ["## Every parameter", ""]
     lines += _table(("parameter", "value", "profile default"),
                     [(f"`{name}`", _shown(value),

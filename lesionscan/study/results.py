@@ -165,6 +165,7 @@ ABLATION = _declare("ablation", TABLE, "05_ablation", "every model variant with 
 ABLATION_FIGURE = _declare("ablation", FIGURE, "05_ablation", "the model variants side by side")
 SEEDS = _declare("seeds", TABLE, "05_ablation", "spread of each metric across training seeds")
 LEAKAGE_AUDIT = _declare("leakage_audit", TABLE, "05_ablation", "the SA model under each split protocol")
+TRAINING_SOURCES = _declare("training_sources", TABLE, "05_ablation", "each model trained here or reused, and when")
 
 # --- 06_interpretability ---------------------------------------------------------------------------------------
 EXPLANATIONS = _declare("explanations_{dx}", FIGURE, "06_interpretability", "example maps of one true class")

@@ -38,6 +38,7 @@ class Run:
     dir: Path
     params: dict[str, Any]
     _parameters: parameters.StudyParameters | None = field(default=None, init=False, repr=False, compare=False)
+    _data_checksum: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def parameters(self) -> parameters.StudyParameters:
@@ -143,9 +144,19 @@ class Run:
             raise results.missing_trained(name, "metrics", path)
         return json.loads(path.read_text())
 
+    def trained_metrics(self) -> dict[str, dict]:
+        """The metrics of every model trained (or reused) in this run so far, by name."""
+        folder, _ = results.TRAINED["metrics"]
+        out = {}
+        for path in sorted((self.dir / folder).glob("*.json")):
+            metrics = json.loads(path.read_text())
+            if "training" in metrics:  # the other files there are declared statements
+                out[path.stem] = metrics
+        return out
+
     # --- splits ---------------------------------------------------------------
-    def split_table(self, protocol: str | None = None):
-        """The split of ``protocol`` (default: the run's), made once and kept under a key of all it depends on.
+    def split_file(self, protocol: str | None = None) -> Path:
+        """The split of ``protocol`` (default: the run's) as a file, made once under a key of all it depends on.
 
         The key hashes the data's metadata (image, lesion and class of every
         image), the protocol, the seed and both fractions: another seed,
@@ -165,7 +176,27 @@ class Run:
             table = split.make_split(dataset, protocol, seed=p.seed, val_fraction=p.split.val_fraction,
                                      test_fraction=p.split.test_fraction)
             split.write_split(table, path)
-        return split.read_split(path)
+        return path
+
+    def split_table(self, protocol: str | None = None):
+        """The split of ``protocol`` (default: the run's) as a table (see :meth:`split_file`)."""
+        from lesionscan.data import split
+
+        return split.read_split(self.split_file(protocol))
+
+    @property
+    def data_checksum(self) -> str:
+        """The data's checksum (``ham10000.data_checksum``), computed once per run object."""
+        if self._data_checksum is None:
+            from lesionscan.data import ham10000
+
+            self._data_checksum = ham10000.data_checksum(self.data_dir)
+        return self._data_checksum
+
+    @property
+    def training_cache_dir(self) -> Path:
+        """The training cache shared by every run under the same artifacts folder (outside each run's folder)."""
+        return self.dir.parent / ".cache" / "training"
 
     # --- a new run ---------------------------------------------------------
     def clear_outputs(self, keep_book: bool = False) -> None:

@@ -237,6 +237,7 @@ def run_study(profile: str = "smoke", data_dir: str | None = None, artifacts: st
             manifest["chapters"][chapter] = {"seconds": seconds, "status": "ok", "wrote": _written(run, before)}
             atomic.write_json(run.manifest_path, manifest)
             print(f"=== {chapter} done in {seconds:.0f} s ===", flush=True)
+        manifest["models"] = trained_models(run)
         index = None
         if build:
             print("\n=== building the book ===", flush=True)
@@ -254,6 +255,12 @@ def run_study(profile: str = "smoke", data_dir: str | None = None, artifacts: st
         atomic.write_json(run.manifest_path, manifest)
         _print_summary(manifest)
     return index if index is not None else run.dir
+
+
+def trained_models(run: run_folder.Run) -> dict[str, dict]:
+    """Per trained model of this run: kind, seed, protocol and whether it was trained here or reused (and when)."""
+    return {name: {"model": m.get("model"), "seed": m.get("seed"), "split_protocol": m.get("split_protocol"),
+                   **m["training"]} for name, m in run.trained_metrics().items()}
 
 
 def _written(run: run_folder.Run, before: dict[str, tuple[int, int]]) -> list[str]:

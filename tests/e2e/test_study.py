@@ -144,12 +144,15 @@ def test_same_profile_and_seed_give_identical_metrics(smoke_run, tmp_path_factor
     """Determinism end to end: a second smoke study writes the same metrics and predictions."""
     first_dir, _ = smoke_run
     artifacts = tmp_path_factory.mktemp("again") / "artifacts"
-    runner.run_study("smoke", artifacts=str(artifacts), chapters=runner.CHAPTERS[:4], build=False)
+    runner.run_study("smoke", artifacts=str(artifacts), overrides=["training_cache=false"],
+                     chapters=runner.CHAPTERS[:4], build=False)
     second_dir = artifacts / "smoke"
     assert (first_dir / "split.csv").read_bytes() == (second_dir / "split.csv").read_bytes()
     for name in ("baseline", "soft_attention"):
         first = json.loads((first_dir / "metrics" / f"{name}.json").read_text())
         second = json.loads((second_dir / "metrics" / f"{name}.json").read_text())
+        assert second["training"]["source"] == "trained in this run" and second["training"]["cache_entry"] is None
+        first.pop("training"), second.pop("training")  # how long training took differs; nothing else may
         assert first == second, name
         assert ((first_dir / "predictions" / f"{name}.csv").read_bytes()
                 == (second_dir / "predictions" / f"{name}.csv").read_bytes())
