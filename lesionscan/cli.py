@@ -1,4 +1,4 @@
-"""The ``lesionscan`` command: data tools and the one-command runner."""
+"""The ``lesionscan`` command: data tools and the one-command study."""
 
 from __future__ import annotations
 

@@ -116,7 +116,7 @@ run.save(results.RELIABILITY, reliability_diagram(
 # attention refinement without defining them; the methods page defines our
 # versions, and the attention layer of the public code this study descends
 # from is trained too. All are trained and tested here under the same
-# protocol, seed and budget as the two main networks. The parameter counts are
+# protocol, seed and budget as the two main models. The parameter counts are
 # computed for this run's input size.
 
 # %% tags=["remove-input"]

@@ -322,26 +322,62 @@ def _cached_phase(model: keras.Model, train_ds, val_ds, config: TrainSection, ve
     return head_model, train_features, val_features
 
 
+PROGRESS_SECONDS = 30.0  # a line at least this often inside a long epoch, so no terminal stays silent
+
+
 class _EpochLog(keras.callbacks.Callback):
-    """Collect one history row per epoch (lr as used during it) and print it as one line."""
+    """Collect one history row per epoch (lr as used during it) and print progress a user can read.
+
+    One line per epoch with its metrics and the time the phase still needs at
+    the pace measured so far (an upper bound: early stopping may end it
+    sooner), and inside an epoch longer than :data:`PROGRESS_SECONDS` a line
+    that often with the batch reached and the epoch's time left.
+    """
 
     def __init__(self, phase: str, last_epoch: int, rows: list, verbose: int):
         super().__init__()
         self.phase, self.last_epoch, self.rows, self.verbose = phase, last_epoch, rows, verbose
+        self.epoch_seconds: list[float] = []
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
+        self.start = self.last_line = time.perf_counter()
+        self.epoch = epoch
         self.lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        if not self.verbose or now - self.last_line < PROGRESS_SECONDS:
+            return
+        self.last_line = now
+        steps = (self.params or {}).get("steps")
+        per_batch = (now - self.start) / (batch + 1)
+        left = f", about {_duration(per_batch * (steps - batch - 1))} left in the epoch" if steps else ""
+        print(f"[{self.phase}] epoch {self.epoch + 1}/{self.last_epoch}: batch {batch + 1}"
+              f"{f'/{steps}' if steps else ''}, {per_batch:.1f} s per batch{left}", flush=True)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
+        seconds = time.perf_counter() - self.start
+        self.epoch_seconds.append(seconds)
         row = {"epoch": epoch + 1, "phase": self.phase, "lr": self.lr}
         row.update({k: float(logs[k]) if k in logs else math.nan for k in HISTORY_COLUMNS[2:6]})
         self.rows.append(row)
         if self.verbose:
             metrics = " - ".join(f"{k}: {row[k]:.4f}" for k in HISTORY_COLUMNS[2:6])
-            print(f"[{self.phase}] epoch {epoch + 1}/{self.last_epoch} - {time.perf_counter() - self.start:.0f}s"
-                  f" - {metrics} - lr: {self.lr:.2e}", flush=True)
+            remaining = self.last_epoch - (epoch + 1)
+            pace = sum(self.epoch_seconds) / len(self.epoch_seconds)
+            left = f" - phase ends in at most {_duration(pace * remaining)}" if remaining else ""
+            print(f"[{self.phase}] epoch {epoch + 1}/{self.last_epoch} - {seconds:.0f}s - {metrics} - "
+                  f"lr: {self.lr:.2e}{left}", flush=True)
+
+
+def _duration(seconds: float) -> str:
+    """``45 s``, ``3 min``, ``1 h 20 min``: as precise as a waiting user needs."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60)} min"
 
 
 def train(model: keras.Model, train_ds, val_ds, config: TrainSection, pretrained: bool = False,

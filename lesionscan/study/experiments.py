@@ -30,6 +30,8 @@ from lesionscan.study import training_cache
 from lesionscan.study.results import MAIN_MODELS
 from lesionscan.study.run_folder import Run
 
+LEAKAGE_MODEL = "soft_attention"  # the model the leakage audit trains under each protocol
+
 
 @dataclass
 class Result:
@@ -72,9 +74,7 @@ def train_and_evaluate(run: Run, recipe: TrainingRecipe, name: str | None = None
     cache, key, inputs = None, None, None
     if recipe.train.training_cache:
         cache = training_cache.TrainingCache(run.training_cache_dir)
-        inputs = training_cache.key_inputs(recipe, run.data_checksum,
-                                           run.split_file(recipe.split.protocol).read_bytes())
-        key = training_cache.key_of(inputs)
+        inputs, key = _cache_key(run, recipe)
         entry = cache.lookup(key)
         if entry is not None:
             return _reuse(run, recipe, name, entry)
@@ -216,6 +216,49 @@ def interval_table(intervals_by_model: dict[str, pd.DataFrame], metrics_by_model
 # Chapter 5: model variants, training seeds, split protocols
 
 
+def seed_name(kind: str, seed: int, run_seed: int) -> str:
+    """The name of ``kind`` trained with another seed (``soft_attention_seed1``); the run's own seed keeps ``kind``."""
+    return kind if seed == run_seed else f"{kind}_seed{seed}"
+
+
+def protocol_name(kind: str, protocol: str, run_protocol: str) -> str:
+    """The name of ``kind`` trained under another split protocol (``soft_attention_image``)."""
+    return kind if protocol == run_protocol else f"{kind}_{protocol}"
+
+
+def planned_trainings(run: Run) -> dict[str, TrainingRecipe]:
+    """Every model the study trains for this run's parameters, by name, in the order the chapters train them.
+
+    Chapters 3 and 4 train the two main models; chapter 5 the ablation kinds,
+    the extra seeds of both main models and the SA model under each leakage
+    protocol. The runner prints this plan (and what the cache already holds)
+    before the first chapter.
+    """
+    p = run.parameters
+    plan = {kind: p.recipe(kind) for kind in MAIN_MODELS}
+    plan.update({kind: p.recipe(kind) for kind in p.evaluation.ablation_kinds if kind not in MAIN_MODELS})
+    for kind in MAIN_MODELS:
+        for seed in p.evaluation.seeds:
+            plan.setdefault(seed_name(kind, seed, p.seed), p.recipe(kind, seed=seed))
+    for protocol in p.evaluation.protocols:
+        plan.setdefault(protocol_name(LEAKAGE_MODEL, protocol, p.split.protocol),
+                        p.recipe(LEAKAGE_MODEL, protocol=protocol))
+    return plan
+
+
+def _cache_key(run: Run, recipe: TrainingRecipe) -> tuple[dict, str]:
+    """What the cache key of ``recipe`` in this run is made of, and the key."""
+    inputs = training_cache.key_inputs(recipe, run.data_checksum, run.split_file(recipe.split.protocol).read_bytes())
+    return inputs, training_cache.key_of(inputs)
+
+
+def cached_entry(run: Run, recipe: TrainingRecipe) -> training_cache.Entry | None:
+    """The cache entry that would be reused for ``recipe`` (None: it will be trained, or the cache is off)."""
+    if not recipe.train.training_cache:
+        return None
+    return training_cache.TrainingCache(run.training_cache_dir).lookup(_cache_key(run, recipe)[1])
+
+
 def _result(run: Run, recipe: TrainingRecipe, name: str) -> tuple[dict, pd.DataFrame]:
     """Metrics and predictions of ``name``, training it first unless this run already did."""
     if not run.metrics_path(name).exists():
@@ -233,13 +276,10 @@ def variants(run: Run) -> dict[str, tuple[dict, pd.DataFrame]]:
 def seeds(run: Run) -> dict[str, dict[int, dict]]:
     """Metrics per training seed for the two main models: the run's seed plus ``extra_seeds``."""
     p = run.parameters
-    seed_list = [p.seed] + p.evaluation.seeds
     out: dict[str, dict[int, dict]] = {}
     for kind in MAIN_MODELS:
-        out[kind] = {}
-        for seed in seed_list:
-            name = kind if seed == p.seed else f"{kind}_seed{seed}"
-            out[kind][seed] = _result(run, p.recipe(kind, seed=seed), name)[0]
+        out[kind] = {seed: _result(run, p.recipe(kind, seed=seed), seed_name(kind, seed, p.seed))[0]
+                     for seed in [p.seed] + p.evaluation.seeds}
     return out
 
 
@@ -250,14 +290,14 @@ def seed_table(metrics_by_kind_and_seed: dict[str, dict[int, dict]]) -> pd.DataF
     return table[["model"] + [c for c in table.columns if c != "model"]]
 
 
-def leakage(run: Run, kind: str = "soft_attention") -> dict[str, tuple[dict, pd.DataFrame]]:
+def leakage(run: Run, kind: str = LEAKAGE_MODEL) -> dict[str, tuple[dict, pd.DataFrame]]:
     """``kind`` trained and tested under the run's protocol and each of ``leakage_protocols``."""
     p = run.parameters
     own = p.split.protocol
     out = {own: _result(run, p.recipe(kind), kind)}
     for protocol in p.evaluation.protocols:
         if protocol != own:
-            out[protocol] = _result(run, p.recipe(kind, protocol=protocol), f"{kind}_{protocol}")
+            out[protocol] = _result(run, p.recipe(kind, protocol=protocol), protocol_name(kind, protocol, own))
     return out
 
 

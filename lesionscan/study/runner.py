@@ -22,9 +22,8 @@ from pathlib import Path
 
 from lesionscan.core import atomic
 from lesionscan.core.errors import ChapterError, LesionScanError
-from lesionscan.data import ham10000
 from lesionscan.model import networks
-from lesionscan.study import findings, reproducibility, results, run_folder
+from lesionscan.study import experiments, findings, reproducibility, results, run_folder
 from lesionscan.study.results import CHAPTERS
 
 _BOOK_FILES = ("_config.yml", "_toc.yml", "references.bib")
@@ -207,7 +206,7 @@ def run_study(profile: str = "smoke", data_dir: str | None = None, artifacts: st
         "parameters": run.params,
         "seed": run.parameters.seed,
         "data_dir": run.params["data_dir"],
-        "data_checksum": ham10000.data_checksum(run.data_dir),
+        "data_checksum": run.data_checksum,
         "versions": package_versions(),
         "commit": git_commit(root),
         "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
@@ -221,6 +220,9 @@ def run_study(profile: str = "smoke", data_dir: str | None = None, artifacts: st
     stage = run.stage_dir
     _stage_book(root, stage)
     print(f"LesionScan study: profile {profile!r}, artifacts in {run.dir}", flush=True)
+    before = run.output_files()
+    _print_plan(run, chapters)
+    manifest["prepared"] = _written(run, before)  # the splits the plan needed, made before the first chapter
     try:
         for number, chapter in enumerate(chapters, start=1):
             print(f"\n=== [{number}/{len(chapters)}] {chapter} ({time.monotonic() - t0:.0f} s so far) ===",
@@ -255,6 +257,23 @@ def run_study(profile: str = "smoke", data_dir: str | None = None, artifacts: st
         atomic.write_json(run.manifest_path, manifest)
         _print_summary(manifest)
     return index if index is not None else run.dir
+
+
+def _print_plan(run: run_folder.Run, chapters) -> None:
+    """The chapters and the trainings this study will run, and which trainings the cache already holds."""
+    plan = {name: recipe for name, recipe in experiments.planned_trainings(run).items()
+            if results.trained_by(name) in chapters}
+    print(f"Chapters ({len(chapters)}): {', '.join(chapters)}")
+    if not plan:
+        return
+    lines = []
+    for name, recipe in plan.items():
+        entry = experiments.cached_entry(run, recipe)
+        status = (f"cached: trained {entry.created} in {entry.seconds:.0f} s" if entry is not None
+                  else "to train" + ("" if recipe.train.training_cache else " (cache off)"))
+        lines.append(f"  {name:<28} {results.trained_by(name):<18} {status}")
+    cached = sum("cached:" in line for line in lines)
+    print(f"Trainings ({len(plan)}, {cached} in the training cache):", *lines, sep="\n", flush=True)
 
 
 def trained_models(run: run_folder.Run) -> dict[str, dict]:

@@ -178,7 +178,7 @@ def test_a_rerun_with_another_seed_reads_only_its_own_outputs(tmp_path):
     run_dir = artifacts / "smoke"
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["seed"] == 1 and manifest["status"] == "ok"
-    written = {path for info in manifest["chapters"].values() for path in info["wrote"]}
+    written = {path for info in manifest["chapters"].values() for path in info["wrote"]} | set(manifest["prepared"])
     outputs = {path.relative_to(run_dir).as_posix() for folder in ("models", "predictions", "metrics", "tables",
                                                                    "figures", "splits")
                for path in (run_dir / folder).rglob("*") if path.is_file()} | {"split.csv"}

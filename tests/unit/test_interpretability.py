@@ -1,4 +1,4 @@
-"""The interpretability chapter's choices and maps, on a tiny run with untrained networks."""
+"""The interpretability chapter's choices and maps, on a tiny run with untrained models."""
 
 import numpy as np
 import pandas as pd

@@ -1,5 +1,7 @@
 """Training: schedules, which layers train in each phase, BatchNorm inference mode, history, determinism."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -339,3 +341,16 @@ def test_cached_training_under_mixed_precision(restore_policy):
     assert history["phase"].tolist() == ["frozen"] * 2
     assert np.isfinite(history[["loss", "val_loss"]].to_numpy()).all()
     assert history["lr"].tolist() == pytest.approx([1e-4, 1e-4])
+
+
+def test_progress_lines_give_the_batch_and_the_time_left(monkeypatch, capsys):
+    """Inside an epoch a line with the batch reached and the epoch's time left; after one, the phase's."""
+    monkeypatch.setattr(train, "PROGRESS_SECONDS", 0.0)
+    net = networks.build_model("baseline", SIZE)
+    cfg = TrainSection(schedule="full", epochs=2, early_stopping_patience=5)
+    train.train(net, _data(8, seed=1), _data(4, seed=2), cfg)
+    out = capsys.readouterr().out
+    assert re.search(r"\[full\] epoch 1/2: batch 1/2, [\d.]+ s per batch, about \d+ s left in the epoch", out)
+    assert re.search(r"\[full\] epoch 1/2 - \d+s - .* - phase ends in at most \d+ s\n", out)
+    assert "epoch 2/2 -" in out and "phase ends" not in out.split("epoch 2/2 -")[1]
+    assert [train._duration(s) for s in (45, 600, 4800)] == ["45 s", "10 min", "1 h 20 min"]
