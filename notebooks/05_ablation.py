@@ -115,9 +115,12 @@ run.save(results.RELIABILITY, reliability_diagram(
 # The report's ablation names multi-scale feature fusion and class-specific
 # attention refinement without defining them; the methods page defines our
 # versions, and the attention layer of the public code this study descends
-# from is trained too. All are trained and tested here under the same
-# protocol, seed and budget as the two main models. The parameter counts are
-# computed for this run's input size.
+# from is trained too. All are tested on the same test images as the two
+# main models; how they are trained depends on the run's ablation mode. The
+# parameter counts are computed for this run's input size.
+
+# %% tags=["remove-input"]
+display(Markdown(experiments.ablation_mode_text(run)))
 
 # %% tags=["remove-input"]
 display(run.save(results.MODEL_PARAMETERS, networks.parameter_counts(p.pipeline.image_size, p.model))
@@ -136,6 +139,17 @@ display(variant_table.style.hide(axis="index").format(precision=3, na_rep="–")
 # %% tags=["remove-input"] mystnb={"figure": {"caption": "The model variants side by side, trained and tested under the same protocol and seed.", "name": "fig-ablation"}}
 run.save(results.ABLATION_FIGURE, metric_comparison(
     experiments.comparison_table({name: m for name, (m, _) in variant_results.items()})))
+
+# %% [markdown]
+# Each variant's spread across the seeds its mode trains (the run's seed
+# alone in the full mode):
+
+# %% tags=["hide-cell"]
+variant_seed_results = experiments.variant_seeds(run)
+
+# %% tags=["remove-input"]
+display(run.save(results.ABLATION_SEEDS, experiments.seed_table(variant_seed_results)).style.hide(axis="index")
+        .format(precision=3, na_rep="–"))
 
 # %% [markdown]
 # ## Training seeds

@@ -139,6 +139,11 @@ class EvaluationSection(_Section):
     bootstrap_resamples: int = _param(1000, "test-set resamples for every 95 % interval")
     ablation_models: str = _param("multiscale,class_attention,soft_attention_public",
                                   "model kinds trained beside the two main models, comma-separated")
+    ablation_mode: str = _param("shared_backbone", "shared_backbone: each variant's attention and head trained on "
+                                "the baseline's frozen backbone (seconds); full: each variant trained end to end "
+                                "(the report's)", choices=("shared_backbone", "full"))
+    ablation_head_epochs: int = _param(8, "shared_backbone mode: epochs of each head on the cached features")
+    ablation_seeds: int = _param(3, "shared_backbone mode: seeds per variant (the run's seed and the next ones)")
     extra_seeds: str = _param("", "more training seeds for both main models, comma-separated (e.g. 1,2)")
     leakage_protocols: str = _param("image", "protocols the SA model is also trained and tested under")
 
@@ -181,6 +186,7 @@ class TrainingRecipe:
     pipeline: PipelineSection
     model: ModelSection
     train: TrainSection
+    backbone_from: str | None = None  # a trained model of the run whose (frozen) backbone this one starts from
 
     def fingerprint(self) -> dict[str, Any]:
         """The recipe as plain data, without the fields that cannot change the model (for a cache key).
@@ -188,7 +194,7 @@ class TrainingRecipe:
         The data section is left out: the data enter a key by their checksum,
         which is what the images are, whichever way they were made or named.
         """
-        out: dict[str, Any] = {"kind": self.kind, "seed": self.seed}
+        out: dict[str, Any] = {"kind": self.kind, "seed": self.seed, "backbone_from": self.backbone_from}
         for name in ("split", "pipeline", "model", "train"):
             section = getattr(self, name)
             out[name] = {f.name: getattr(section, f.name) for f in fields(section)
@@ -269,6 +275,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     # The report's protocol at full size; meant for a GPU with ImageNet weights.
     "paper": dict(
         DEFAULTS,
+        ablation_mode="full",
         data="directory",
         image_size=224,
         batch_size=32,
@@ -338,7 +345,8 @@ def _check(params: dict[str, Any]) -> None:
     for seed in as_list(params["extra_seeds"]):
         if not seed.isdigit():
             raise ParameterError(f"extra_seeds: {seed!r} is not a seed; expected integers, comma-separated (e.g. 1,2)")
-    for name in ("batch_size", "attention_heads", "synthetic_images", "synthetic_size", "cache_draws"):
+    for name in ("batch_size", "attention_heads", "synthetic_images", "synthetic_size", "cache_draws",
+                 "ablation_head_epochs", "ablation_seeds"):
         if params[name] < 1:
             raise ParameterError(f"{name}={params[name]}: expected a positive integer")
 

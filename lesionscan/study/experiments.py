@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -25,7 +25,7 @@ from lesionscan.core import atomic
 from lesionscan.core.classes import CLASSES
 from lesionscan.core.parameters import TrainingRecipe
 from lesionscan.data import ham10000
-from lesionscan.model import networks, pipeline, train
+from lesionscan.model import networks, pipeline, saving, train
 from lesionscan.study import training_cache
 from lesionscan.study.results import MAIN_MODELS
 from lesionscan.study.run_folder import Run
@@ -123,8 +123,11 @@ def _train(run: Run, recipe: TrainingRecipe, name: str) -> Result:
     class_weight = pipeline.epoch_class_weights(train_labels, pipe.balance_target) if recipe.train.class_weights \
         else None
     model = networks.build_model(recipe.kind, pipe.image_size, recipe.model)
+    if recipe.backbone_from:
+        copy_backbone(saving.load_model(run.model_path(recipe.backbone_from)), model)
     print(f"{name}: {model.count_params():,} parameters; {len(parts['train'])} training images, "
-          f"{len(parts['val'])} validation images", flush=True)
+          f"{len(parts['val'])} validation images"
+          + (f"; backbone of {recipe.backbone_from!r}, frozen" if recipe.backbone_from else ""), flush=True)
     history = train.train(model, train_ds, eval_dataset(recipe, parts["val"]), recipe.train,
                           pretrained=recipe.model.pretrained, class_weight=class_weight)
 
@@ -236,7 +239,12 @@ def planned_trainings(run: Run) -> dict[str, TrainingRecipe]:
     """
     p = run.parameters
     plan = {kind: p.recipe(kind) for kind in MAIN_MODELS}
-    plan.update({kind: p.recipe(kind) for kind in p.evaluation.ablation_kinds if kind not in MAIN_MODELS})
+    if p.evaluation.ablation_mode == "full":
+        plan.update({kind: p.recipe(kind) for kind in ablation_kinds(run) if kind not in MAIN_MODELS})
+    else:
+        for kind in ablation_kinds(run):
+            for seed in ablation_seed_list(run):
+                plan[head_name(kind, seed, p.seed)] = head_recipe(run, kind, seed)
     for kind in MAIN_MODELS:
         for seed in p.evaluation.seeds:
             plan.setdefault(seed_name(kind, seed, p.seed), p.recipe(kind, seed=seed))
@@ -247,9 +255,20 @@ def planned_trainings(run: Run) -> dict[str, TrainingRecipe]:
 
 
 def _cache_key(run: Run, recipe: TrainingRecipe) -> tuple[dict, str]:
-    """What the cache key of ``recipe`` in this run is made of, and the key."""
+    """What the cache key of ``recipe`` in this run is made of, and the key.
+
+    A model that starts from another's backbone is keyed by that model's key too.
+    """
     inputs = training_cache.key_inputs(recipe, run.data_checksum, run.split_file(recipe.split.protocol).read_bytes())
+    if recipe.backbone_from:
+        inputs["backbone_key"] = _cache_key(run, planned_trainings(run)[recipe.backbone_from])[1]
     return inputs, training_cache.key_of(inputs)
+
+
+def copy_backbone(source, target) -> None:
+    """Give ``target`` the backbone weights (batch-norm statistics included) of ``source``, layer by layer."""
+    for layer in networks.backbone_layers(target):
+        layer.set_weights(source.get_layer(layer.name).get_weights())
 
 
 def cached_entry(run: Run, recipe: TrainingRecipe) -> training_cache.Entry | None:
@@ -266,11 +285,76 @@ def _result(run: Run, recipe: TrainingRecipe, name: str) -> tuple[dict, pd.DataF
     return run.read_metrics(name), run.read_predictions(name)
 
 
-def variants(run: Run) -> dict[str, tuple[dict, pd.DataFrame]]:
-    """Baseline, soft attention and every kind in ``ablation_models``, same protocol and seed."""
+def ablation_kinds(run: Run) -> list[str]:
+    """The kinds the ablation compares: both main models, then every kind in ``ablation_models``."""
+    return list(MAIN_MODELS) + [k for k in run.parameters.evaluation.ablation_kinds if k not in MAIN_MODELS]
+
+
+def ablation_seed_list(run: Run) -> list[int]:
+    """Shared-backbone mode: the run's seed and the next ``ablation_seeds - 1``."""
     p = run.parameters
-    kinds = list(MAIN_MODELS) + [k for k in p.evaluation.ablation_kinds if k not in MAIN_MODELS]
-    return {kind: _result(run, p.recipe(kind), kind) for kind in kinds}
+    return [p.seed + i for i in range(p.evaluation.ablation_seeds)]
+
+
+def head_name(kind: str, seed: int, run_seed: int) -> str:
+    """A head trained on the baseline's backbone: ``multiscale_head``, ``multiscale_head_seed1``."""
+    return seed_name(f"{kind}_head", seed, run_seed)
+
+
+def head_recipe(run: Run, kind: str, seed: int) -> TrainingRecipe:
+    """``kind``'s attention and head trained on the frozen backbone of the run's baseline, on cached features.
+
+    One frozen phase of ``ablation_head_epochs`` at the full-training rate:
+    the backbone's features are computed once, so each head costs seconds.
+    """
+    p = run.parameters
+    recipe = p.recipe(kind, seed=seed)
+    train_section = replace(recipe.train, schedule="two-phase", epochs_phase1=p.evaluation.ablation_head_epochs,
+                            epochs_phase2=0, lr_phase1=recipe.train.lr_full, cache_features=True)
+    return replace(recipe, train=train_section, backbone_from="baseline")
+
+
+def variants(run: Run) -> dict[str, tuple[dict, pd.DataFrame]]:
+    """Every ablation kind under the run's protocol and seed, by kind, in the run's ablation mode.
+
+    ``full``: each kind trained end to end (the main models are chapters 3
+    and 4's). ``shared_backbone``: each kind's attention and head trained on
+    the baseline's frozen backbone (:func:`head_recipe`), the baseline's own
+    head included, so every row starts from the same features.
+    """
+    p = run.parameters
+    if p.evaluation.ablation_mode == "full":
+        return {kind: _result(run, p.recipe(kind), kind) for kind in ablation_kinds(run)}
+    return {kind: _result(run, head_recipe(run, kind, p.seed), head_name(kind, p.seed, p.seed))
+            for kind in ablation_kinds(run)}
+
+
+def variant_seeds(run: Run) -> dict[str, dict[int, dict]]:
+    """Metrics per seed of every ablation kind (shared-backbone mode: several seeds; full mode: the run's)."""
+    p = run.parameters
+    if p.evaluation.ablation_mode == "full":
+        return {kind: {p.seed: metrics} for kind, (metrics, _) in variants(run).items()}
+    return {kind: {seed: _result(run, head_recipe(run, kind, seed), head_name(kind, seed, p.seed))[0]
+                   for seed in ablation_seed_list(run)} for kind in ablation_kinds(run)}
+
+
+def ablation_mode_text(run: Run) -> str:
+    """What the run's ablation mode trains, and what it can and cannot show (Markdown)."""
+    p = run.parameters
+    if p.evaluation.ablation_mode == "full":
+        return ("**Ablation mode: full.** Every variant is trained end to end under the same protocol, seed and "
+                "budget as the two main models, as the report's ablation does. This compares whole models; with "
+                "one training seed per variant it cannot tell a real difference from training noise "
+                "(`--set ablation_mode=shared_backbone` trains every variant's head on one shared backbone with "
+                "several seeds in seconds).")
+    seeds = ablation_seed_list(run)
+    return (f"**Ablation mode: shared backbone.** Every variant's attention module and classifier head, the "
+            f"baseline's own head included, is trained on the same frozen backbone, the baseline's trained "
+            f"ResNet50, whose features are computed once; up to {p.evaluation.ablation_head_epochs} epochs and "
+            f"{len(seeds)} seeds ({', '.join(map(str, seeds))}) per variant, each costing seconds. This shows "
+            "what each attention design adds on top of the same features, with its spread across seeds; it "
+            "cannot show how a variant would shape the backbone if trained end to end, as in the report's "
+            "ablation (`--set ablation_mode=full`).")
 
 
 def seeds(run: Run) -> dict[str, dict[int, dict]]:

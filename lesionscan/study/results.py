@@ -163,6 +163,7 @@ RELIABILITY = _declare("reliability", FIGURE, "05_ablation", "reliability diagra
 MODEL_PARAMETERS = _declare("model_parameters", TABLE, "05_ablation", "parameters of every model kind")
 ABLATION = _declare("ablation", TABLE, "05_ablation", "every model variant with intervals")
 ABLATION_FIGURE = _declare("ablation", FIGURE, "05_ablation", "the model variants side by side")
+ABLATION_SEEDS = _declare("ablation_seed_spread", TABLE, "05_ablation", "each variant's spread across seeds")
 SEEDS = _declare("seeds", TABLE, "05_ablation", "spread of each metric across training seeds")
 LEAKAGE_AUDIT = _declare("leakage_audit", TABLE, "05_ablation", "the SA model under each split protocol")
 TRAINING_SOURCES = _declare("training_sources", TABLE, "05_ablation", "each model trained here or reused, and when")

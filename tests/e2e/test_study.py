@@ -192,3 +192,21 @@ def test_a_rerun_with_another_seed_reads_only_its_own_outputs(tmp_path):
         assert set(pd.read_csv(run_dir / "predictions" / f"{model}.csv")["image_id"]) == test_ids, protocol
     leakage = pd.read_csv(run_dir / "tables" / "leakage_audit.csv")
     assert set(leakage["protocol"]) == {"seed", "image"}
+
+
+def test_the_smoke_ablation_trains_heads_on_the_baselines_backbone(smoke_run):
+    """Shared-backbone mode (smoke's): every variant's head, three seeds each, on the baseline's weights."""
+    import numpy as np
+
+    from lesionscan.model import saving
+
+    run_dir, index = smoke_run
+    spread = pd.read_csv(run_dir / "tables" / "ablation_seed_spread.csv")
+    assert set(spread["model"]) == {"baseline", "soft_attention", "multiscale", "class_attention",
+                                    "soft_attention_public"}
+    assert (spread["n_seeds"] == 3).all()
+    baseline = saving.load_model(run_dir / "models" / "baseline.keras")
+    head = saving.load_model(run_dir / "models" / "multiscale_head_seed2.keras")
+    np.testing.assert_array_equal(baseline.get_layer("conv1_conv").get_weights()[0],
+                                  head.get_layer("conv1_conv").get_weights()[0])
+    assert "Ablation mode: shared backbone" in (index.parent / "notebooks" / "05_ablation.html").read_text()
