@@ -271,7 +271,7 @@ def _print_plan(run: run_folder.Run, chapters) -> None:
         entry = experiments.cached_entry(run, recipe)
         status = (f"cached: trained {entry.created} in {entry.seconds:.0f} s" if entry is not None
                   else "to train" + ("" if recipe.train.training_cache else " (cache off)"))
-        lines.append(f"  {name:<28} {results.trained_by(name):<18} {status}")
+        lines.append(f"  {name:<34} {results.trained_by(name):<18} {status}")
     cached = sum("cached:" in line for line in lines)
     print(f"Trainings ({len(plan)}, {cached} in the training cache):", *lines, sep="\n", flush=True)
 

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.slow
 TEACHING = ROOT / "book" / "teaching.md"
 QUICK = ["--set", "synthetic_images=200", "--set", "synthetic_size=64", "--set", "image_size=32",
          "--set", "epochs=1", "--set", "balance_target=8", "--set", "bootstrap_resamples=20",
-         "--set", "ablation_models=", "--set", "leakage_protocols=", "--set", "explain_per_class=1", "--no-book"]
+         "--set", "ablation_models=", "--set", "ablation_seeds=1", "--set", "leakage_protocols=",
+         "--set", "explain_per_class=1", "--no-book"]
 
 
 def exercise_commands() -> list[str]:

@@ -160,7 +160,7 @@ def test_same_profile_and_seed_give_identical_metrics(smoke_run, tmp_path_factor
 
 # Small enough for two runs in a few minutes: 32 px, one epoch, no ablation variants, few resamples.
 _TINY = ["synthetic_images=400", "image_size=32", "epochs=1", "balance_target=8", "bootstrap_resamples=20",
-         "ablation_models=", "explain_per_class=1"]
+         "ablation_models=", "ablation_seeds=1", "explain_per_class=1"]
 
 
 def test_a_rerun_with_another_seed_reads_only_its_own_outputs(tmp_path):
