@@ -84,7 +84,7 @@ for dx in CLASSES:
 # class).
 
 # %% tags=["hide-cell"]
-scores, likeness = interpretability.score_test_subset(run, trained)
+scores, likeness = interpretability.cached_scores(run, trained)
 
 # %% tags=["remove-input"]
 if scores is None:

@@ -271,6 +271,11 @@ def copy_backbone(source, target) -> None:
         layer.set_weights(source.get_layer(layer.name).get_weights())
 
 
+def cache_key(run: Run, recipe: TrainingRecipe) -> str:
+    """The training-cache key of ``recipe`` in this run (what results computed from that model are keyed by)."""
+    return _cache_key(run, recipe)[1]
+
+
 def cached_entry(run: Run, recipe: TrainingRecipe) -> training_cache.Entry | None:
     """The cache entry that would be reused for ``recipe`` (None: it will be trained, or the cache is off)."""
     if not recipe.train.training_cache:

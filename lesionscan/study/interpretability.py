@@ -9,7 +9,10 @@ class the model predicted, the decision it actually made.
 
 from __future__ import annotations
 
+import tempfile
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,7 +22,7 @@ from lesionscan.core.classes import CLASSES
 from lesionscan.core.errors import ParameterError
 from lesionscan.explain import attention, gradcam
 from lesionscan.model import pipeline, saving
-from lesionscan.study import experiments
+from lesionscan.study import experiments, training_cache
 from lesionscan.study.run_folder import Run
 
 ATTENTION = "soft attention"
@@ -168,3 +171,46 @@ def score_test_subset(run: Run, trained: dict, batch_size: int = 64, progress: b
         return None, {}
     likeness = {method: agreement.likeness_to_average(np.concatenate(batches)) for method, batches in small.items()}
     return pd.concat(parts, ignore_index=True), likeness
+
+
+# Source whose change alters the maps or their scores: a cached score table is keyed by it.
+MAP_CODE = ("explain/attention.py", "explain/gradcam.py", "analysis/agreement.py", "study/interpretability.py",
+            "model/pipeline.py")
+_SCORE_FILES = {"scores": ".csv", "likeness": ".npz"}
+
+
+def cached_scores(run: Run, trained: dict, batch_size: int = 64, progress: bool = True
+                  ) -> tuple[pd.DataFrame | None, dict[str, np.ndarray]]:
+    """:func:`score_test_subset`, kept in the training cache under the two models' keys.
+
+    The scores depend only on the two trained models (their cache keys
+    cover recipe, data and split), the masks (in the data checksum), the
+    seed (top-k tie-breaking) and the code of :data:`MAP_CODE`; so a rerun
+    that reuses both models reuses their scores too, instead of recomputing
+    Grad-CAM for every test image. With ``training_cache`` off, or data
+    without masks, nothing is kept.
+    """
+    p = run.parameters
+    if not p.train.training_cache:
+        return score_test_subset(run, trained, batch_size, progress)
+    inputs = {"kind": "map scores", "models": {kind: experiments.cache_key(run, p.recipe(kind))
+                                               for kind in ("soft_attention", "baseline")},
+              "seed": p.seed, "code_sha256": training_cache.code_hash(MAP_CODE)}
+    key = training_cache.key_of(inputs)
+    cache = training_cache.TrainingCache(run.map_cache_dir, _SCORE_FILES)
+    entry = cache.lookup(key)
+    if entry is not None:
+        with np.load(entry.path("likeness")) as stored:
+            likeness = {name: stored[name] for name in stored.files}
+        if progress:
+            print(f"map scores reused from the cache (entry {key[:16]}, computed {entry.created})", flush=True)
+        return pd.read_csv(entry.path("scores")), likeness
+    started = time.monotonic()
+    scores, likeness = score_test_subset(run, trained, batch_size, progress)
+    if scores is not None:
+        with tempfile.TemporaryDirectory() as folder:
+            paths = {"scores": Path(folder) / "scores.csv", "likeness": Path(folder) / "likeness.npz"}
+            scores.to_csv(paths["scores"], index=False)
+            np.savez(paths["likeness"], **likeness)
+            cache.store(key, inputs, paths, time.monotonic() - started)
+    return scores, likeness

@@ -198,6 +198,11 @@ class Run:
         """The training cache shared by every run under the same artifacts folder (outside each run's folder)."""
         return self.dir.parent / ".cache" / "training"
 
+    @property
+    def map_cache_dir(self) -> Path:
+        """Chapter 6's map scores, cached beside the models they were computed from."""
+        return self.dir.parent / ".cache" / "maps"
+
     # --- a new run ---------------------------------------------------------
     def clear_outputs(self, keep_book: bool = False) -> None:
         """Remove every output of an earlier run, so nothing this run shows can come from another.

@@ -40,16 +40,17 @@ CODE = ("model/pipeline.py", "model/layers.py", "model/networks.py", "model/trai
         "study/experiments.py", "study/training_cache.py")
 # Libraries whose version can change the numbers a training gives.
 LIBRARIES = ("tensorflow", "keras", "numpy", "scikit-learn")
-FILES = ("model", "history", "predictions", "metrics")  # study.results.TRAINED, in the entry as FILE + suffix
-_SUFFIX = {"model": ".keras", "history": ".csv", "predictions": ".csv", "metrics": ".json"}
+# What a trained model's entry holds (study.results.TRAINED), each stored as NAME + suffix.
+MODEL_FILES = {"model": ".keras", "history": ".csv", "predictions": ".csv", "metrics": ".json"}
+FILES = tuple(MODEL_FILES)
 ENTRY = "entry.json"
 
 
-def code_hash() -> str:
-    """SHA-256 over the source files that train and score (:data:`CODE`), in order, each with its name."""
+def code_hash(files: tuple[str, ...] = CODE) -> str:
+    """SHA-256 over source files of the package (default :data:`CODE`), in order, each with its name."""
     root = Path(__file__).resolve().parents[1]
     digest = hashlib.sha256()
-    for name in CODE:
+    for name in files:
         digest.update(f"\0{name}\0".encode())
         digest.update((root / name).read_bytes())
     return digest.hexdigest()
@@ -89,42 +90,48 @@ class Entry:
     folder: Path
     created: str
     seconds: float
+    suffixes: dict
 
     def path(self, what: str) -> Path:
-        return self.folder / f"{what}{_SUFFIX[what]}"
+        return self.folder / f"{what}{self.suffixes[what]}"
 
 
 class TrainingCache:
-    """The cache folder of one artifacts directory."""
+    """The cache folder of one artifacts directory; by default of trained models (:data:`MODEL_FILES`).
 
-    def __init__(self, folder: str | os.PathLike):
+    ``files`` names what an entry holds and each file's suffix, so other
+    costly results (chapter 6's map scores) are kept the same way.
+    """
+
+    def __init__(self, folder: str | os.PathLike, files: dict[str, str] | None = None):
         self.folder = Path(folder)
+        self.files = dict(MODEL_FILES if files is None else files)
 
     def lookup(self, key: str) -> Entry | None:
         """The entry of ``key`` if it is there and intact; a damaged one is reported, removed and None returned."""
         folder = self.folder / key
         if not folder.exists():
             return None
-        why = _damage(folder, key)
+        why = _damage(folder, key, self.files)
         if why is None:
             info = json.loads((folder / ENTRY).read_text())
-            return Entry(key, folder, info["created"], float(info.get("seconds", 0.0)))
+            return Entry(key, folder, info["created"], float(info.get("seconds", 0.0)), self.files)
         print(f"training cache: entry {key[:16]} is damaged ({why}); training again", flush=True)
         shutil.rmtree(folder, ignore_errors=True)
         return None
 
     def store(self, key: str, inputs: dict, files: dict[str, Path], seconds: float) -> Entry:
-        """Copy a trained model's ``files`` (by :data:`FILES` name) into a new entry, atomically."""
+        """Copy ``files`` (by the names this cache holds) into a new entry, atomically."""
         self.folder.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{key[:16]}.", suffix=".tmp", dir=self.folder))
         try:
-            for what in FILES:
-                link_or_copy(files[what], tmp / f"{what}{_SUFFIX[what]}")
+            for what, suffix in self.files.items():
+                link_or_copy(files[what], tmp / f"{what}{suffix}")
             created = datetime.now(UTC).isoformat(timespec="seconds")
             atomic.write_json(tmp / ENTRY, {"key": key, "inputs": inputs, "created": created,
                                             "seconds": round(float(seconds), 1),
-                                            "files": {what: _sha256(tmp / f"{what}{_SUFFIX[what]}")
-                                                      for what in FILES}})
+                                            "files": {what: _sha256(tmp / f"{what}{suffix}")
+                                                      for what, suffix in self.files.items()}})
             final = self.folder / key
             if final.exists():  # another run stored the same model meanwhile: keep theirs
                 shutil.rmtree(tmp)
@@ -149,7 +156,7 @@ def link_or_copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def _damage(folder: Path, key: str) -> str | None:
+def _damage(folder: Path, key: str, files: dict[str, str]) -> str | None:
     """Why the entry in ``folder`` cannot be trusted, or None when every file is there with its recorded hash."""
     try:
         info = json.loads((folder / ENTRY).read_text())
@@ -157,8 +164,8 @@ def _damage(folder: Path, key: str) -> str | None:
         return f"no readable {ENTRY}: {type(exc).__name__}"
     if info.get("key") != key or not isinstance(info.get("files"), dict):
         return f"{ENTRY} does not describe this key"
-    for what in FILES:
-        path = folder / f"{what}{_SUFFIX[what]}"
+    for what, suffix in files.items():
+        path = folder / f"{what}{suffix}"
         if not path.is_file():
             return f"{path.name} is missing"
         if _sha256(path) != info["files"].get(what):

@@ -112,3 +112,27 @@ def test_without_masks_the_examples_remain_and_nothing_is_scored(tiny_run, tmp_p
     assert interpretability.score_test_subset(run, trained, progress=False) == (None, {})
     rows = interpretability.example_rows(run, trained, per_class=1)
     assert rows and all(row["mask"] is None for row in rows)
+
+
+def test_map_scores_are_cached_under_both_models_keys(tiny_run, monkeypatch):
+    trained = interpretability.load_models(tiny_run)
+    calls = []
+    real = interpretability.score_test_subset
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(interpretability, "score_test_subset", counting)
+    first, likeness = interpretability.cached_scores(tiny_run, trained, batch_size=64, progress=False)
+    again, likeness_again = interpretability.cached_scores(tiny_run, trained, batch_size=64, progress=False)
+    assert len(calls) == 1
+    pd.testing.assert_frame_equal(first, again)
+    assert set(likeness_again) == set(likeness)
+    for method in likeness:
+        np.testing.assert_array_equal(likeness[method], likeness_again[method])
+    from lesionscan.study.run_folder import Run
+
+    other = Run(dir=tiny_run.dir, params=dict(tiny_run.params, attention_heads=3))  # another SA model's key
+    interpretability.cached_scores(other, trained, batch_size=64, progress=False)
+    assert len(calls) == 2
