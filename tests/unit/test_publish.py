@@ -190,3 +190,21 @@ def test_repeated_inline_scripts_are_dropped():
     kept = book_ext.unique_scripts(scripts)
     assert [(s.filename, s.attributes) for s in kept] == [
         (None, {"body": thebe}), ("_static/a.js", {}), ("", {"body": "other"})]
+
+
+def test_the_workflows_colab_export_command_runs(tmp_path):
+    """The book workflow's one-line Python (module paths drift when the package moves) runs as written."""
+    import re
+    import subprocess
+    import sys
+
+    import yaml
+
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "book.yml").read_text())
+    steps = [step for job in workflow["jobs"].values() for step in job["steps"]]
+    [run] = [step["run"] for step in steps if "Colab" in step.get("name", "")]
+    code = re.search(r'python -c "(.*)"', run, flags=re.S).group(1)
+    code = code.replace("${{ github.repository }}", "org/repo").replace("${{ github.sha }}", "0" * 40)
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (tmp_path / "colab" / "notebooks" / "01_data.ipynb").is_file()
