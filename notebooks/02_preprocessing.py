@@ -37,7 +37,7 @@ from IPython.display import Markdown, display
 
 from lesionscan.analysis import reported
 from lesionscan.core.classes import CLASSES
-from lesionscan.data import ham10000, split
+from lesionscan.data import split
 from lesionscan.figures.dataset import augmentation_gallery, split_support
 from lesionscan.model import pipeline
 from lesionscan.study import results
@@ -45,7 +45,7 @@ from lesionscan.study.run_folder import open_run
 
 run = open_run(profile, artifacts_dir, data_dir, overrides)
 p = run.parameters
-dataset = ham10000.load_dataset(run.data_dir, verify_images=False)
+dataset = run.dataset
 splits = {protocol: run.split_table(protocol) for protocol in split.PROTOCOLS}
 chosen = splits[p.split.protocol]
 split.write_split(chosen, run.path(results.SPLIT_TABLE))

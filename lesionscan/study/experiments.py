@@ -24,7 +24,6 @@ from lesionscan.analysis import evaluation, resampling
 from lesionscan.core import atomic
 from lesionscan.core.classes import CLASSES
 from lesionscan.core.parameters import TrainingRecipe
-from lesionscan.data import ham10000
 from lesionscan.model import networks, pipeline, saving, train
 from lesionscan.study import training_cache
 from lesionscan.study.results import MAIN_MODELS
@@ -46,7 +45,7 @@ class Result:
 def subsets(run: Run, protocol: str | None = None) -> dict[str, pd.DataFrame]:
     """A split joined with image paths, one frame per subset."""
     frame = run.split_table(protocol).merge(
-        ham10000.load_dataset(run.data_dir, verify_images=False)[["image_id", "image_path"]], on="image_id")
+        run.dataset[["image_id", "image_path"]], on="image_id")
     return {name: frame[frame["subset"] == name].reset_index(drop=True) for name in ("train", "val", "test")}
 
 

@@ -98,10 +98,9 @@ def _predicted(run: Run, image_ids) -> dict[str, np.ndarray]:
 
 def images_and_masks(run: Run) -> pd.DataFrame:
     """The test subset with image and mask paths (mask_path None where the data has no mask)."""
-    from lesionscan.data import ham10000
 
     test = experiments.subsets(run)["test"]
-    masks = ham10000.load_dataset(run.data_dir, verify_images=False)[["image_id", "mask_path"]]
+    masks = run.dataset[["image_id", "mask_path"]]
     return test.merge(masks, on="image_id", how="left")
 
 

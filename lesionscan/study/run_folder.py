@@ -39,6 +39,8 @@ class Run:
     params: dict[str, Any]
     _parameters: parameters.StudyParameters | None = field(default=None, init=False, repr=False, compare=False)
     _data_checksum: str | None = field(default=None, init=False, repr=False, compare=False)
+    _dataset: Any = field(default=None, init=False, repr=False, compare=False)
+    _split_files: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def parameters(self) -> parameters.StudyParameters:
@@ -163,11 +165,13 @@ class Run:
         another data folder or other fractions give another file, so a split
         of an earlier run is never read by mistake.
         """
-        from lesionscan.data import ham10000, split
+        from lesionscan.data import split
 
         p = self.parameters
         protocol = protocol or p.split.protocol
-        dataset = ham10000.load_dataset(self.data_dir, verify_images=False)
+        if protocol in self._split_files:
+            return self._split_files[protocol]
+        dataset = self.dataset
         digest = hashlib.sha256()
         digest.update(dataset[["image_id", "lesion_id", "dx"]].to_csv(index=False).encode())
         digest.update(f"{protocol}|{p.seed}|{p.split.val_fraction!r}|{p.split.test_fraction!r}".encode())
@@ -176,7 +180,17 @@ class Run:
             table = split.make_split(dataset, protocol, seed=p.seed, val_fraction=p.split.val_fraction,
                                      test_fraction=p.split.test_fraction)
             split.write_split(table, path)
+        self._split_files[protocol] = path
         return path
+
+    @property
+    def dataset(self):
+        """The data's table (``ham10000.load_dataset``, images located, not decoded), read once per run object."""
+        if self._dataset is None:
+            from lesionscan.data import ham10000
+
+            self._dataset = ham10000.load_dataset(self.data_dir, verify_images=False)
+        return self._dataset
 
     def split_table(self, protocol: str | None = None):
         """The split of ``protocol`` (default: the run's) as a table (see :meth:`split_file`)."""
