@@ -230,8 +230,25 @@ def make_dataset(paths, labels, image_size: int, batch_size: int, training: bool
         tf.TensorSpec((), tf.int64)))
     ds = ds.apply(tf.data.experimental.assert_cardinality(math.ceil(epoch_size / batch_size)))
     # Stateless augmentation: batches may be processed in parallel, in a deterministic order.
-    ds = ds.map(to_model_input, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(to_model_input, num_parallel_calls=PARALLEL_CALLS, deterministic=True)
+    return without_autotune(ds.prefetch(PREFETCH_BATCHES))
+
+
+# Fixed tf.data parallelism instead of the autotuner. A tf.data iterator with autotuning on owns a
+# thread that re-plans the pipeline after waits that double from 10 ms (10, 20, 40 ms ...), and
+# destroying the iterator waits for that thread's current wait to end. Keras makes a new iterator
+# every epoch, so each epoch ended only at the next of 10.23 s, 20.47 s, 40.95 s ... after it
+# began: 420 images trained in 7.7 s took 10.2 s (measured with benchmarks/training_speed.py
+# --part loop). Two map calls and two batches in flight keep a 2-core CPU's step fed.
+PARALLEL_CALLS = max(1, min(4, os.cpu_count() or 1))
+PREFETCH_BATCHES = 2
+
+
+def without_autotune(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """``ds`` with tf.data's autotuner off (see :data:`PARALLEL_CALLS`), so its iterators end at once."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.with_options(options)
 
 
 def epoch_class_weights(labels, balance_target: int | None) -> dict[int, float]:

@@ -46,6 +46,7 @@ import tensorflow as tf
 from lesionscan.core.errors import ParameterError
 from lesionscan.core.parameters import TrainSection
 from lesionscan.model.networks import backbone_layers
+from lesionscan.model.pipeline import PREFETCH_BATCHES, without_autotune
 
 PHASES = ("frozen", "finetune", "full")
 HISTORY_COLUMNS = ["epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "lr"]
@@ -283,7 +284,7 @@ def feature_dataset(cache: FeatureCache, input_dtypes, shuffle_seed: int | None 
     if shuffle_seed is None or len(sizes) == 1:
         n = cache.n_samples if shuffle_seed is None else sizes.pop()
         ds = ds.apply(tf.data.experimental.assert_cardinality(math.ceil(n / cache.batch_size)))
-    return ds.map(cast).prefetch(tf.data.AUTOTUNE)
+    return without_autotune(ds.map(cast).prefetch(PREFETCH_BATCHES))
 
 
 def _ram_bytes() -> float:

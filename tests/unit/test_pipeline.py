@@ -66,6 +66,13 @@ def test_eval_dataset_shapes_dtypes_and_order(image_files):
     np.testing.assert_array_equal(x, x2)  # second pass (from the cache) is identical
 
 
+def test_datasets_run_without_the_tf_data_autotuner(image_files):
+    """Autotuning made every epoch wait for its iterator's re-planning thread (pipeline.PARALLEL_CALLS)."""
+    for training in (False, True):
+        ds = pipeline.make_dataset(image_files, LABELS, 32, 4, training=training, balance_target=2)
+        assert ds.options().autotune.enabled is False
+
+
 def test_eval_dataset_never_augments_and_uncached_matches(image_files):
     x1, _ = _collect(pipeline.make_dataset(image_files, LABELS, 32, 3, training=False, augment=True))
     x2, _ = _collect(pipeline.make_dataset(image_files, LABELS, 32, 5, training=False, cache=False))

@@ -296,6 +296,7 @@ def test_feature_dataset_cycles_draws_in_new_orders():
     val = train.feature_dataset(cache, ["float32"])
     assert [len(y) for _, y in val] == [4, 4, 2] and np.concatenate([y for _, y in val]).tolist() == list(range(10))
     assert val.cardinality().numpy() == 3
+    assert ds.options().autotune.enabled is False and val.options().autotune.enabled is False
 
 
 def test_extract_features_float16_overflow_and_budget():
