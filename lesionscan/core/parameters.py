@@ -75,7 +75,7 @@ class PipelineSection(_Section):
     image_size: int = _param(96, "square input side in px (ResNet50 feature map = size / 32)")
     batch_size: int = _param(32, "images per batch")
     augment: bool = _param(True, "rotation, flips, zoom, brightness, shear on training data")
-    balance_target: int = _param(60, "training images per class per epoch (0 = no balancing)")
+    balance_target: int = _param(30, "training images per class per epoch (0 = no balancing)")
 
 
 @dataclass(frozen=True)

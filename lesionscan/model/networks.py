@@ -174,6 +174,12 @@ def backbone_layers(model: keras.Model) -> list:
             if BACKBONE_NAME_PATTERN.match(layer.name) and not isinstance(layer, keras.layers.InputLayer)]
 
 
+def copy_backbone(source: keras.Model, target: keras.Model) -> None:
+    """Give ``target`` the backbone weights (batch-norm statistics included) of ``source``, layer by layer."""
+    for layer in backbone_layers(target):
+        layer.set_weights(source.get_layer(layer.name).get_weights())
+
+
 def attention_layers(model: keras.Model) -> list[str]:
     """Names of the attention layers of ``model`` (empty for the baseline)."""
     return [layer.name for layer in model.layers if isinstance(layer, ATTENTION_CLASSES)]

@@ -187,12 +187,13 @@ class FeatureCache:
 
 
 def extract_features(feature_model: keras.Model, dataset, draws: int = 1,
-                     max_bytes: float | None = None) -> FeatureCache | None:
+                     max_bytes: float | None = None, dtype=np.float16) -> FeatureCache | None:
     """Run ``feature_model`` over ``draws`` passes of ``dataset`` (batch by batch); store the outputs.
 
     Each pass iterates the dataset anew, so a training pipeline gives a new
-    balanced draw and augmentation per pass. Features are stored as float16
-    (float32 for a tensor whose values overflow float16). Returns None if the
+    balanced draw and augmentation per pass. Features are stored as
+    ``dtype``: float16 by default (float32 for a tensor whose values overflow
+    float16), float32 where they must give the model's own predictions. Returns None if the
     dataset is endless, or if the cache would need more than ``max_bytes``
     (estimated at the first batch from the dataset's cardinality): then one
     batch was computed and one pass started, which moves a training
@@ -226,7 +227,7 @@ def extract_features(feature_model: keras.Model, dataset, draws: int = 1,
                 capacity = n_batches * n * int(draws) if n_batches > 0 else 64 * n
                 if max_bytes is not None and capacity * per_sample > max_bytes:
                     return None
-                store = [np.empty((capacity,) + o.shape[1:], np.float16) for o in outputs]
+                store = [np.empty((capacity,) + o.shape[1:], dtype) for o in outputs]
                 targets = [np.empty((capacity,) + t.shape[1:], t.dtype) for t in rest]
             if filled + n > len(targets[0] if targets else store[0]):
                 capacity = 2 * (filled + n)
@@ -295,17 +296,24 @@ def _ram_bytes() -> float:
         return math.inf
 
 
-def _cached_phase(model: keras.Model, train_ds, val_ds, config: TrainSection, verbose: int):
-    """(head_model, train features, validation features) for phase "frozen", or None to use images."""
+def _cached_phase(model: keras.Model, train_ds, val_ds, config: TrainSection, verbose: int, features=None):
+    """(head_model, train features, validation features) for phase "frozen", or None to use images.
+
+    ``features``: a function of the feature model giving ``(train cache, validation cache)`` computed
+    elsewhere (chapter 5 computes one backbone's features once for every head trained on it).
+    """
     feature_model, head_model = split_at_backbone(model)
     if feature_model.trainable_weights:  # only a frozen feature extractor gives fixed features
         return None
     start = time.perf_counter()
     budget = min(float(config.cache_max_gb) * 1e9, _ram_bytes() / 2)
-    train_cache = extract_features(feature_model, train_ds, draws=config.cache_draws, max_bytes=budget)
-    val_cache = None
-    if train_cache is not None and val_ds is not None:
-        val_cache = extract_features(feature_model, val_ds, max_bytes=budget - train_cache.nbytes)
+    if features is not None:
+        train_cache, val_cache = features(feature_model)
+    else:
+        train_cache = extract_features(feature_model, train_ds, draws=config.cache_draws, max_bytes=budget)
+        val_cache = None
+        if train_cache is not None and val_ds is not None:
+            val_cache = extract_features(feature_model, val_ds, max_bytes=budget - train_cache.nbytes)
     if train_cache is None or (val_ds is not None and val_cache is None):
         if verbose:
             print(f"[frozen] feature cache skipped (over {budget / 1e9:.1f} GB, the smaller of cache_max_gb and "
@@ -316,7 +324,8 @@ def _cached_phase(model: keras.Model, train_ds, val_ds, config: TrainSection, ve
     val_features = feature_dataset(val_cache, dtypes) if val_cache is not None else None
     if verbose:
         size = train_cache.nbytes + (val_cache.nbytes if val_cache is not None else 0)
-        print(f"[frozen] backbone features cached once: {train_cache.n_samples} training samples "
+        print(f"[frozen] backbone features {'shared' if features is not None else 'cached once'}: "
+              f"{train_cache.n_samples} training samples "
               f"({len(train_cache.draws)} draw{'s' * (len(train_cache.draws) != 1)}), "
               f"{val_cache.n_samples if val_cache is not None else 0} validation images, "
               f"{size / 1e6:.0f} MB, {time.perf_counter() - start:.0f}s", flush=True)
@@ -382,7 +391,8 @@ def _duration(seconds: float) -> str:
 
 
 def train(model: keras.Model, train_ds, val_ds, config: TrainSection, pretrained: bool = False,
-          class_weight: dict | None = None, verbose: int = 2, callbacks: list | None = None) -> pd.DataFrame:
+          class_weight: dict | None = None, verbose: int = 2, callbacks: list | None = None,
+          features=None) -> pd.DataFrame:
     """Train ``model`` by ``config``'s schedule; return the history, one row per epoch.
 
     ``pretrained`` (the backbone starts from ImageNet or file weights) makes
@@ -395,6 +405,8 @@ def train(model: keras.Model, train_ds, val_ds, config: TrainSection, pretrained
     ``train_ds`` must then yield ``(images, labels[, sample_weights])``.
     ``callbacks``: extra Keras callbacks added to every phase's fit (timing,
     say); in a cached phase 1 their ``self.model`` is the head model.
+    ``features``: phase 1's cached features computed by the caller, a function
+    of the feature model returning ``(train cache, validation cache)``.
     """
     if int(config.cache_draws) < 1:
         raise ParameterError(f"cache_draws={config.cache_draws}: expected a positive integer")
@@ -405,7 +417,7 @@ def train(model: keras.Model, train_ds, val_ds, config: TrainSection, pretrained
         set_phase(model, phase, config.unfreeze_fraction)
         fit_model, fit_train, fit_val = model, train_ds, val_ds
         if phase == "frozen" and config.cache_features:
-            cached = _cached_phase(model, train_ds, val_ds, config, verbose)
+            cached = _cached_phase(model, train_ds, val_ds, config, verbose, features)
             if cached is not None:
                 fit_model, fit_train, fit_val = cached
         fit_model.compile(optimizer=keras.optimizers.Adam(lr),

@@ -24,8 +24,8 @@ from lesionscan.analysis import evaluation, resampling
 from lesionscan.core import atomic
 from lesionscan.core.classes import CLASSES
 from lesionscan.core.parameters import TrainingRecipe
-from lesionscan.model import networks, pipeline, saving, train
-from lesionscan.study import training_cache
+from lesionscan.model import networks, pipeline, train
+from lesionscan.study import shared_backbone, training_cache
 from lesionscan.study.results import MAIN_MODELS
 from lesionscan.study.run_folder import Run
 
@@ -122,20 +122,26 @@ def _train(run: Run, recipe: TrainingRecipe, name: str) -> Result:
     class_weight = pipeline.epoch_class_weights(train_labels, pipe.balance_target) if recipe.train.class_weights \
         else None
     model = networks.build_model(recipe.kind, pipe.image_size, recipe.model)
-    if recipe.backbone_from:
-        copy_backbone(saving.load_model(run.model_path(recipe.backbone_from)), model)
+    shared = None
+    if recipe.backbone_from:  # chapter 5's heads: one backbone's features, computed once for all of them
+        shared = shared_backbone.of(run.model_path(recipe.backbone_from), recipe.train.cache_max_gb)
+        networks.copy_backbone(shared.backbone, model)
     print(f"{name}: {model.count_params():,} parameters; {len(parts['train'])} training images, "
           f"{len(parts['val'])} validation images"
           + (f"; backbone of {recipe.backbone_from!r}, frozen" if recipe.backbone_from else ""), flush=True)
-    history = train.train(model, train_ds, eval_dataset(recipe, parts["val"]), recipe.train,
-                          pretrained=recipe.model.pretrained, class_weight=class_weight)
+    val_ds = eval_dataset(recipe, parts["val"])
+    history = train.train(model, train_ds, val_ds, recipe.train, pretrained=recipe.model.pretrained,
+                          class_weight=class_weight,
+                          features=shared.training(recipe, train_ds, val_ds) if shared is not None else None)
 
     with atomic.atomic_path(run.model_path(name)) as tmp:
         model.save(tmp)
     atomic.write_csv(run.history_path(name), history)
 
     test = parts["test"]
-    probs = model.predict(eval_dataset(recipe, test), verbose=0)
+    test_ds = eval_dataset(recipe, test)
+    probs = shared.test_probabilities(model, recipe, test_ds) if shared is not None else model.predict(test_ds,
+                                                                                                         verbose=0)
     predictions = evaluation.predictions_frame(test["image_id"].tolist(), test["dx"].tolist(), probs)
     atomic.write_csv(run.predictions_path(name), predictions)
     metrics = evaluation.compute_metrics(predictions)
@@ -262,12 +268,6 @@ def _cache_key(run: Run, recipe: TrainingRecipe) -> tuple[dict, str]:
     if recipe.backbone_from:
         inputs["backbone_key"] = _cache_key(run, planned_trainings(run)[recipe.backbone_from])[1]
     return inputs, training_cache.key_of(inputs)
-
-
-def copy_backbone(source, target) -> None:
-    """Give ``target`` the backbone weights (batch-norm statistics included) of ``source``, layer by layer."""
-    for layer in networks.backbone_layers(target):
-        layer.set_weights(source.get_layer(layer.name).get_weights())
 
 
 def cache_key(run: Run, recipe: TrainingRecipe) -> str:
