@@ -30,19 +30,8 @@ BUSY_TARGET = 0.90     # pipeline images/s as a fraction of a bare step's on in-
 LOOP_TARGET = 0.85     # the study's training loop as a fraction of bare ResNet50 train_on_batch (issue 12)
 
 
-class EpochClock(keras.callbacks.Callback):
-    """Wall-clock time at the end of every epoch."""
-
-    def __init__(self):
-        super().__init__()
-        self.ends: list[float] = []
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.ends.append(time.perf_counter())
-
-
 def epoch_times(start: float, ends: list[float]) -> list[float]:
-    """Per-epoch durations; the first counts from ``start`` (so it includes set-up and caching)."""
+    """Per-epoch durations (validation included) from epoch ends; the first from ``start`` (set-up and caching)."""
     marks = [start] + ends
     return [b - a for a, b in zip(marks, marks[1:])]
 
@@ -66,10 +55,10 @@ def phase1_times(args, paths, labels, val_paths, val_labels, cache: bool) -> lis
     config = TrainSection(schedule="two-phase", epochs_phase1=args.epochs, epochs_phase2=0,
                           cache_features=cache, early_stopping_patience=args.epochs + 1,
                           lr_patience=args.epochs + 1)
-    clock = EpochClock()
+    clock = TrainingClock()
     start = time.perf_counter()
     train.train(model, train_ds, val_ds, config, verbose=0, callbacks=[clock])
-    return epoch_times(start, clock.ends)
+    return epoch_times(start, clock.starts[1:] + [time.perf_counter()])
 
 
 def bare_resnet50_rate(image_size: int, batch_size: int, steps: int = 12, rounds: int = 3,

@@ -296,6 +296,11 @@ def _ram_bytes() -> float:
         return math.inf
 
 
+def feature_budget(cache_max_gb: float) -> float:
+    """Bytes a feature cache may take: ``cache_max_gb``, and never more than half the machine's RAM."""
+    return min(float(cache_max_gb) * 1e9, _ram_bytes() / 2)
+
+
 def _cached_phase(model: keras.Model, train_ds, val_ds, config: TrainSection, verbose: int, features=None):
     """(head_model, train features, validation features) for phase "frozen", or None to use images.
 
@@ -306,7 +311,7 @@ def _cached_phase(model: keras.Model, train_ds, val_ds, config: TrainSection, ve
     if feature_model.trainable_weights:  # only a frozen feature extractor gives fixed features
         return None
     start = time.perf_counter()
-    budget = min(float(config.cache_max_gb) * 1e9, _ram_bytes() / 2)
+    budget = feature_budget(config.cache_max_gb)
     if features is not None:
         train_cache, val_cache = features(feature_model)
     else:

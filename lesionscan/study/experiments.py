@@ -140,8 +140,10 @@ def _train(run: Run, recipe: TrainingRecipe, name: str) -> Result:
 
     test = parts["test"]
     test_ds = eval_dataset(recipe, test)
-    probs = shared.test_probabilities(model, recipe, test_ds) if shared is not None else model.predict(test_ds,
-                                                                                                         verbose=0)
+    if shared is not None:
+        probs = shared.test_probabilities(model, recipe, test_ds)
+    else:
+        probs = model.predict(test_ds, verbose=0)
     predictions = evaluation.predictions_frame(test["image_id"].tolist(), test["dx"].tolist(), probs)
     atomic.write_csv(run.predictions_path(name), predictions)
     metrics = evaluation.compute_metrics(predictions)

@@ -42,7 +42,7 @@ class BackboneFeatures:
 
     def __init__(self, model_path: Path, max_gb: float = 16.0):
         self.backbone = saving.load_model(model_path)
-        self.max_bytes = float(max_gb) * 1e9
+        self.max_bytes = train.feature_budget(max_gb)
         self._caches: dict[tuple, tuple[list[str], train.FeatureCache]] = {}
 
     def _features(self, key: tuple, dataset, names: list[str], draws: int = 1,
@@ -82,7 +82,8 @@ class BackboneFeatures:
         cache = self._features(("test", recipe.split, recipe.pipeline.image_size, recipe.pipeline.batch_size),
                                test_ds, names, dtype=np.float32)
         if cache is None:
-            raise LesionScanError(f"the test subset's backbone features exceed cache_max_gb={self.max_bytes / 1e9:g}")
+            raise LesionScanError(f"the test subset's backbone features exceed {self.max_bytes / 1e9:.1f} GB (the "
+                                  "smaller of cache_max_gb and half the RAM)")
         inputs = cache.features[0] if len(cache.features) == 1 else cache.features
         return np.asarray(head_model.predict(inputs, batch_size=cache.batch_size, verbose=0))
 
