@@ -18,6 +18,20 @@ if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Groups for pytest-xdist's ``--dist loadgroup`` (pyproject.toml), set before xdist reads them.
+
+    Every reader of the smoke study shares one worker, so the study runs once; every other test stays with its
+    file, so the file's module fixtures (trained models) are built once. A test with its own ``xdist_group``
+    (each exercise of the teaching page) keeps it.
+    """
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            group = "smoke_run" if "smoke_run" in getattr(item, "fixturenames", ()) else item.nodeid.split("::")[0]
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture
 def real_data_dir() -> Path:
     """The real HAM10000 folder named by LESIONSCAN_REAL_DATA; tests using it skip where it is unset."""

@@ -6,7 +6,8 @@ ResNet50 layers, BatchNormalization excluded, at a lower learning rate.
 Full (random initialisation): everything trains from the start, because a
 frozen random backbone teaches the head little. Each phase recompiles with
 Adam and label-smoothed cross-entropy, stops early on validation loss
-(restoring the best weights) and lowers the learning rate on plateaus.
+(restoring the best weights) and lowers the learning rate on plateaus, or along a
+cosine from the phase's rate towards 0 (``lr_schedule``).
 Only training and validation data are ever passed in: never the test set.
 
 Feature caching (``TrainSection.cache_features``): a frozen backbone gives the
@@ -395,6 +396,19 @@ def _duration(seconds: float) -> str:
     return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60)} min"
 
 
+def cosine_rate(lr: float, epoch_in_phase: int, n_epochs: int) -> float:
+    """The rate of a phase's epoch under cosine decay: ``lr`` in its first epoch, falling towards 0 after its last."""
+    return float(lr) * 0.5 * (1.0 + math.cos(math.pi * epoch_in_phase / max(int(n_epochs), 1)))
+
+
+def _rate_schedule(config: TrainSection, lr: float, first_epoch: int, n_epochs: int) -> keras.callbacks.Callback:
+    """The phase's learning-rate callback: fixed decay (``cosine``) or cuts when the validation loss stalls."""
+    if config.lr_schedule == "cosine":
+        return keras.callbacks.LearningRateScheduler(lambda epoch, _: cosine_rate(lr, epoch - first_epoch, n_epochs))
+    return keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=config.lr_factor,
+                                             patience=config.lr_patience, verbose=0)
+
+
 def train(model: keras.Model, train_ds, val_ds, config: TrainSection, pretrained: bool = False,
           class_weight: dict | None = None, verbose: int = 2, callbacks: list | None = None,
           features=None) -> pd.DataFrame:
@@ -430,11 +444,10 @@ def train(model: keras.Model, train_ds, val_ds, config: TrainSection, pretrained
                           metrics=["accuracy"])
         before = len(rows)
         phase_callbacks = [
+            _rate_schedule(config, lr, epoch, n_epochs),  # first: the log reads the rate this sets for the epoch
             _EpochLog(phase, epoch + n_epochs, rows, verbose),
             keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.early_stopping_patience,
                                           restore_best_weights=True),
-            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=config.lr_factor,
-                                              patience=config.lr_patience, verbose=0),
         ] + list(callbacks or [])
         fit_model.fit(fit_train, validation_data=fit_val, initial_epoch=epoch, epochs=epoch + n_epochs,
                       class_weight=weights, callbacks=phase_callbacks, shuffle=False, verbose=0)

@@ -357,3 +357,20 @@ def test_progress_lines_give_the_batch_and_the_time_left(monkeypatch, capsys):
     assert re.search(r"\[full\] epoch 1/2 - \d+s - .* - phase ends in at most \d+ s\n", out)
     assert "epoch 2/2 -" in out and "phase ends" not in out.split("epoch 2/2 -")[1]
     assert [train._duration(s) for s in (45, 600, 4800)] == ["45 s", "10 min", "1 h 20 min"]
+
+
+def test_cosine_schedule_decays_each_phase_from_its_rate(monkeypatch):
+    """``lr_schedule=cosine``: a phase starts at its own rate and falls along a cosine; no plateau cuts."""
+    calls = _spy_fit(monkeypatch)
+    inputs = keras.Input((SIZE, SIZE, 3))  # the schedule does not depend on the network; a small one traces at once
+    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+    net = keras.Model(inputs, keras.layers.Dense(7, activation="softmax")(pooled))
+    cfg = TrainSection(schedule="full", epochs=4, lr_full=1e-2, lr_schedule="cosine", early_stopping_patience=10)
+    history = train.train(net, _data(8, seed=1), _data(4, seed=2), cfg, verbose=0)
+    assert history["lr"].tolist() == pytest.approx([1e-2, 1e-2 * (1 + np.cos(np.pi / 4)) / 2, 0.5e-2,
+                                                    1e-2 * (1 + np.cos(3 * np.pi / 4)) / 2])
+    assert not any(isinstance(cb, keras.callbacks.ReduceLROnPlateau) for c in calls for cb in c["callbacks"])
+    later_phase = train._rate_schedule(cfg, 1e-3, first_epoch=4, n_epochs=2)  # epochs count on across phases
+    assert [later_phase.schedule(e, None) for e in (4, 5)] == pytest.approx([1e-3, 0.5e-3])
+    with pytest.raises(ParameterError, match="lr_schedule='step'"):
+        TrainSection(lr_schedule="step")
