@@ -59,6 +59,7 @@ def main(argv=None) -> int:
           flush=True)
     with tempfile.TemporaryDirectory(prefix="lesionscan-cost-") as tmp:
         folder = Path(args.keep or tmp)
+        folder.mkdir(parents=True, exist_ok=True)
         command = [str(Path(sys.executable).with_name("lesionscan")), "study", "--profile", args.profile,
                    "--artifacts", str(folder / "artifacts")]
         command += ["--data-dir", args.data_dir] if args.data_dir else []
