@@ -18,18 +18,34 @@ if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    """Groups for pytest-xdist's ``--dist loadgroup`` (pyproject.toml), set before xdist reads them.
+# How pytest-xdist (pyproject.toml: -n auto) hands tests to its workers: a file at a time, so a file's module
+# fixtures (trained models) are built once, except that every reader of the one smoke study shares a worker
+# (the study runs once) and the exercises of the teaching page, six studies of their own, spread one by one.
+SMOKE_RUN_FILES = ("tests/e2e/test_study.py", "tests/e2e/test_browser.py")
+ONE_BY_ONE_FILES = ("tests/e2e/test_exercises.py",)
 
-    Every reader of the smoke study shares one worker, so the study runs once; every other test stays with its
-    file, so the file's module fixtures (trained models) are built once. A test with its own ``xdist_group``
-    (each exercise of the teaching page) keeps it.
+
+def work_unit(nodeid: str) -> str:
+    """The scheduling unit of a test: ``smoke_run``, the test itself, or its file."""
+    path = nodeid.split("::")[0]
+    if path in SMOKE_RUN_FILES:
+        return "smoke_run"
+    return nodeid if path in ONE_BY_ONE_FILES else path
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's file-by-file scheduling with the units of :func:`work_unit`.
+
+    (Its ``xdist_group`` marks cannot do this under pytest 9: xdist 3.8 groups by rewriting ``item._nodeid``,
+    which pytest 9 no longer reads, so marked tests are scheduled one by one.)
     """
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            group = "smoke_run" if "smoke_run" in getattr(item, "fixturenames", ()) else item.nodeid.split("::")[0]
-            item.add_marker(pytest.mark.xdist_group(group))
+    from xdist.scheduler import LoadScopeScheduling
+
+    class StudyScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return StudyScheduling(config, log)
 
 
 @pytest.fixture

@@ -51,24 +51,51 @@ def _feature_tensor(model, layer_name: str):
     return output
 
 
-def gradcam(model, images_preprocessed, class_indices, plus: bool = False, layer=None,
-            batch_size: int = 16) -> np.ndarray:
-    """Grad-CAM (or Grad-CAM++ with ``plus=True``) of each image for its given class.
+class GradcamExplainer:
+    """Grad-CAM (or Grad-CAM++ with ``plus=True``) of one model, set up once for any number of batches.
 
-    ``images_preprocessed``: (N, H, W, 3) model inputs (already through
-    ``pipeline.preprocess``). ``class_indices``: one class index (or class
-    code such as "mel") per image, or one for all. ``layer``: a layer name or
-    layer of ``model``; None picks ``default_layer(model)``. Returns float32
-    (N, H, W) maps, upsampled bilinearly from the feature grid and each scaled
-    to [0, 1] (an all-zero map stays 0). The model itself is not changed:
-    tf-keras-vis works on a copy whose output activation is made linear.
+    Setting up copies the model (tf-keras-vis makes its output linear on a
+    copy, never on the caller's model) and builds the feature sub-model: about
+    a second for a ResNet50, which chapter 6 would otherwise pay for every
+    batch of every method. ``layer``: a layer name or layer of ``model``; None
+    picks ``default_layer(model)``.
     """
-    import keras
-    from tf_keras_vis.gradcam import Gradcam
-    from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
-    from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
-    from tf_keras_vis.utils.scores import CategoricalScore
 
+    def __init__(self, model, plus: bool = False, layer=None):
+        import keras
+        from tf_keras_vis.gradcam import Gradcam
+        from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+        from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+
+        layer_name = default_layer(model) if layer is None else (layer if isinstance(layer, str) else layer.name)
+        _feature_tensor(model, layer_name)  # fail early, with our message, on a bad layer
+        self.n_classes = int(model.outputs[0].shape[-1])
+        self.visualizer = (GradcamPlusPlus if plus else Gradcam)(model, model_modifier=ReplaceToLinear(), clone=True)
+        work = self.visualizer.model
+        # a sub-model of the copy whose single output is the explained tensor: tf-keras-vis
+        # reads ``penultimate_layer.output``, which for the attention layer itself is a list
+        self.features = keras.Model(work.inputs, _feature_tensor(work, layer_name), name="gradcam_features")
+
+    def __call__(self, images_preprocessed, class_indices, batch_size: int = 16) -> np.ndarray:
+        """The (N, H, W) maps of ``images_preprocessed`` for ``class_indices`` (see :func:`gradcam`)."""
+        from tf_keras_vis.utils.scores import CategoricalScore
+
+        images, indices = _checked(images_preprocessed, class_indices, self.n_classes, batch_size)
+        n = len(images)
+        if n == 0:
+            return np.zeros((0, *images.shape[1:3]), dtype=np.float32)
+        maps = []
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            cam = self.visualizer(CategoricalScore(indices[start:stop].tolist()), images[start:stop],
+                                  penultimate_layer=self.features, seek_penultimate_conv_layer=False)
+            maps.append(np.asarray(cam, dtype=np.float32).reshape(stop - start, *images.shape[1:3]))
+        out = np.concatenate(maps)
+        return np.clip(np.nan_to_num(out, nan=0.0), 0.0, 1.0)
+
+
+def _checked(images_preprocessed, class_indices, n_classes: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The images as a float32 batch and one class index per image, or a ParameterError saying what is wrong."""
     images = np.asarray(images_preprocessed, dtype=np.float32)
     if images.ndim == 3:
         images = images[None]
@@ -84,32 +111,30 @@ def gradcam(model, images_preprocessed, class_indices, plus: bool = False, layer
         indices = np.repeat(indices, n)
     if indices.shape != (n,):
         raise ParameterError(f"got {indices.size} class indices for {n} images; give one per image or one for all")
-    n_classes = int(model.outputs[0].shape[-1])
     if np.any((indices < 0) | (indices >= n_classes)):
         raise ParameterError(f"class indices {indices.tolist()} out of range 0..{n_classes - 1}")
     if batch_size < 1:
         raise ParameterError(f"batch_size must be at least 1, got {batch_size}")
-    if n == 0:
+    return images, indices
+
+
+def gradcam(model, images_preprocessed, class_indices, plus: bool = False, layer=None,
+            batch_size: int = 16) -> np.ndarray:
+    """Grad-CAM (or Grad-CAM++ with ``plus=True``) of each image for its given class.
+
+    ``images_preprocessed``: (N, H, W, 3) model inputs (already through
+    ``pipeline.preprocess``). ``class_indices``: one class index (or class
+    code such as "mel") per image, or one for all. ``layer``: a layer name or
+    layer of ``model``; None picks ``default_layer(model)``. Returns float32
+    (N, H, W) maps, upsampled bilinearly from the feature grid and each scaled
+    to [0, 1] (an all-zero map stays 0). The model itself is not changed:
+    tf-keras-vis works on a copy whose output activation is made linear.
+    Many batches of one model: build one :class:`GradcamExplainer` instead.
+    """
+    images, _ = _checked(images_preprocessed, class_indices, int(model.outputs[0].shape[-1]), batch_size)
+    if len(images) == 0:
         return np.zeros((0, *images.shape[1:3]), dtype=np.float32)
-
-    layer_name = default_layer(model) if layer is None else (layer if isinstance(layer, str) else layer.name)
-    _feature_tensor(model, layer_name)  # fail early, with our message, on a bad layer
-    method = GradcamPlusPlus if plus else Gradcam
-    # clone=True: ReplaceToLinear edits a copy, never the caller's model
-    visualizer = method(model, model_modifier=ReplaceToLinear(), clone=True)
-    work = visualizer.model
-    # a sub-model of the copy whose single output is the explained tensor: tf-keras-vis
-    # reads ``penultimate_layer.output``, which for the attention layer itself is a list
-    features = keras.Model(work.inputs, _feature_tensor(work, layer_name), name="gradcam_features")
-
-    maps = []
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        cam = visualizer(CategoricalScore(indices[start:stop].tolist()), images[start:stop],
-                         penultimate_layer=features, seek_penultimate_conv_layer=False)
-        maps.append(np.asarray(cam, dtype=np.float32).reshape(stop - start, *images.shape[1:3]))
-    out = np.concatenate(maps)
-    return np.clip(np.nan_to_num(out, nan=0.0), 0.0, 1.0)
+    return GradcamExplainer(model, plus=plus, layer=layer)(images_preprocessed, class_indices, batch_size)
 
 
 def _resize(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 Five explanation methods are computed for the two main models: the soft
 attention map of the attention model (summed over heads), and Grad-CAM and
-Grad-CAM++ of both models (tf-keras-vis via ``gradcam.gradcam``; for the
+Grad-CAM++ of both models (tf-keras-vis via ``gradcam.GradcamExplainer``; for the
 attention model on its attention-weighted features). Each map explains the
 class the model predicted, the decision it actually made.
 """
@@ -26,8 +26,11 @@ from lesionscan.study import experiments, training_cache
 from lesionscan.study.run_folder import Run
 
 ATTENTION = "soft attention"
-METHODS = (ATTENTION, "Grad-CAM, attention model", "Grad-CAM++, attention model", "Grad-CAM, baseline",
-           "Grad-CAM++, baseline")
+GRADCAM_METHODS = {  # name -> (model, Grad-CAM++?)
+    "Grad-CAM, attention model": ("soft_attention", False), "Grad-CAM++, attention model": ("soft_attention", True),
+    "Grad-CAM, baseline": ("baseline", False), "Grad-CAM++, baseline": ("baseline", True),
+}
+METHODS = (ATTENTION, *GRADCAM_METHODS)
 
 # How figures.explanations.explanation_panel shows each column of the examples (default: laid over the image).
 PANEL_STYLES = {"attention, feature grid": "grid", "attention, heatmap": "heatmap"}
@@ -72,19 +75,24 @@ def load_models(run: Run) -> dict:
             "baseline": saving.load_model(run.model_path("baseline"))}
 
 
-def method_maps(trained: dict, batch_preprocessed: np.ndarray, predicted: dict[str, np.ndarray]
-                     ) -> dict[str, np.ndarray]:
-    """Every method's (N, S, S) map for one batch; ``predicted`` holds each model's predicted class indices."""
+def explainers(trained: dict) -> dict[str, gradcam.GradcamExplainer]:
+    """The four Grad-CAM methods of both models, each set up once for every batch it explains."""
+    return {name: gradcam.GradcamExplainer(trained[model], plus=plus)
+            for name, (model, plus) in GRADCAM_METHODS.items()}
+
+
+def method_maps(trained: dict, batch_preprocessed: np.ndarray, predicted: dict[str, np.ndarray],
+                methods: dict[str, gradcam.GradcamExplainer] | None = None) -> dict[str, np.ndarray]:
+    """Every method's (N, S, S) map for one batch; ``predicted`` holds each model's predicted class indices.
+
+    ``methods``: :func:`explainers` of ``trained``, built once by a caller that explains many batches.
+    """
     size = batch_preprocessed.shape[1:3]
-    sa, base = trained["soft_attention"], trained["baseline"]
-    return {
-        ATTENTION: attention.attention_maps(sa, batch_preprocessed, upsample_to=size),
-        "Grad-CAM, attention model": gradcam.gradcam(sa, batch_preprocessed, predicted["soft_attention"]),
-        "Grad-CAM++, attention model": gradcam.gradcam(sa, batch_preprocessed, predicted["soft_attention"],
-                                                       plus=True),
-        "Grad-CAM, baseline": gradcam.gradcam(base, batch_preprocessed, predicted["baseline"]),
-        "Grad-CAM++, baseline": gradcam.gradcam(base, batch_preprocessed, predicted["baseline"], plus=True),
-    }
+    methods = explainers(trained) if methods is None else methods
+    maps = {ATTENTION: attention.attention_maps(trained["soft_attention"], batch_preprocessed, upsample_to=size)}
+    for name, (model, _) in GRADCAM_METHODS.items():
+        maps[name] = methods[name](batch_preprocessed, predicted[model])
+    return maps
 
 
 def _predicted(run: Run, image_ids) -> dict[str, np.ndarray]:
@@ -139,11 +147,12 @@ def maps_by_batch(run: Run, trained: dict, batch_size: int = 64, progress: bool 
     frame = images_and_masks(run)
     frame = frame[frame["mask_path"].notna()].reset_index(drop=True)
     size = run.parameters.pipeline.image_size
+    methods = explainers(trained) if len(frame) else {}
     for start in range(0, len(frame), batch_size):
         part = frame.iloc[start:start + batch_size]
         raw = np.stack([pipeline.load_image(path, size) for path in part["image_path"]])
-        maps = method_maps(trained, pipeline.preprocess(raw.astype("float32")),
-                                _predicted(run, part["image_id"]))
+        maps = method_maps(trained, pipeline.preprocess(raw.astype("float32")), _predicted(run, part["image_id"]),
+                           methods)
         if progress:
             print(f"maps of test images {start + 1}-{start + len(part)} of {len(frame)}", flush=True)
         yield part, maps, agreement.load_masks(part["mask_path"].tolist(), size)

@@ -3,8 +3,8 @@
 The commands are read from ``book/teaching.md`` itself. Each runs every
 chapter with extra settings that make it quick (tiny images and data, one
 epoch, few bootstrap resamples, no ablation extras) and without the book
-build; the test then checks that the exercise's own setting reached the run. Each is its own pytest-xdist
-group, so the exercises spread over the workers.
+build; the test then checks that the exercise's own setting reached the run. The exercises spread over the
+pytest-xdist workers one by one (tests/conftest.py).
 """
 
 import json
@@ -38,7 +38,7 @@ def test_the_page_has_exercises():
     assert len(exercise_commands()) >= 4
 
 
-@pytest.mark.parametrize("command", [pytest.param(c, marks=pytest.mark.xdist_group(c)) for c in exercise_commands()])
+@pytest.mark.parametrize("command", exercise_commands())
 def test_exercise_runs(command, tmp_path):
     words = shlex.split(command)[1:]  # drop the program name
     code = cli.main(words + QUICK + ["--artifacts", str(tmp_path)])

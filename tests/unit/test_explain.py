@@ -118,6 +118,28 @@ def test_gradcam_leaves_model_unchanged(attention, images):
     np.testing.assert_allclose(before.sum(axis=1), 1.0, rtol=1e-5)
 
 
+@pytest.mark.parametrize("plus", [False, True])
+def test_one_explainer_explains_many_batches_as_separate_calls_would(attention, images, plus, monkeypatch):
+    """Chapter 6 sets each method up once (one model copy) and reuses it for every batch: same maps as a fresh
+    set-up per call, and the copy is made once."""
+    from tf_keras_vis import ModelVisualization
+
+    explainer = gradcam.GradcamExplainer(attention, plus=plus)
+    copies = []
+    real_init = ModelVisualization.__init__
+
+    def counting_init(self, *args, **kwargs):
+        copies.append(1)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(ModelVisualization, "__init__", counting_init)
+    batches = [explainer(images[:2], [2, 1]), explainer(images[2:], [0])]
+    assert copies == []  # no new copy of the model for later batches
+    fresh = gradcam.gradcam(attention, images, [2, 1, 0], plus=plus)
+    assert copies == [1]
+    np.testing.assert_allclose(np.concatenate(batches), fresh, atol=1e-6)
+
+
 def test_gradcam_after_save_and_reload(attention, images, tmp_path):
     path = tmp_path / "soft_attention.keras"
     attention.save(path)

@@ -26,10 +26,10 @@ def test_overrides_are_the_parameters_that_differ_from_the_profile():
 
 
 def test_rerun_command_repeats_profile_data_and_overrides():
-    command = reproducibility.rerun_command(_manifest(epochs=3, augment=False, leakage_protocols="image,lesion"))
+    command = reproducibility.rerun_command(_manifest(epochs=3, augment=False, leakage_protocols="image"))
     assert command.startswith("lesionscan study --profile cpu --data-dir /data/ham10000")
     assert "--set epochs=3" in command and "--set augment=false" in command
-    # the cpu profile already has leakage_protocols=image,lesion: not an override
+    # the cpu profile already has leakage_protocols=image: not an override
     assert "leakage_protocols" not in command
     smoke = reproducibility.rerun_command(_manifest("smoke"))
     assert smoke == "lesionscan study --profile smoke"
