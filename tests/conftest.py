@@ -48,6 +48,15 @@ def pytest_xdist_make_scheduler(config, log):
     return StudyScheduling(config, log)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Refuse a reader of the smoke study outside SMOKE_RUN_FILES: another worker would run the study again."""
+    stray = [item.nodeid for item in items if "smoke_run" in getattr(item, "fixturenames", ())
+             and item.nodeid.split("::")[0] not in SMOKE_RUN_FILES]
+    if stray:
+        raise pytest.UsageError(f"{', '.join(stray)} read(s) smoke_run: add the file to SMOKE_RUN_FILES in "
+                                "tests/conftest.py")
+
+
 @pytest.fixture
 def real_data_dir() -> Path:
     """The real HAM10000 folder named by LESIONSCAN_REAL_DATA; tests using it skip where it is unset."""
