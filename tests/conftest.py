@@ -25,9 +25,14 @@ SMOKE_RUN_FILES = ("tests/e2e/test_study.py", "tests/e2e/test_browser.py")
 ONE_BY_ONE_FILES = ("tests/e2e/test_exercises.py",)
 
 
+def file_of(nodeid: str) -> str:
+    """The file part of a test's id (``tests/e2e/test_study.py``)."""
+    return nodeid.split("::")[0]
+
+
 def work_unit(nodeid: str) -> str:
     """The scheduling unit of a test: ``smoke_run``, the test itself, or its file."""
-    path = nodeid.split("::")[0]
+    path = file_of(nodeid)
     if path in SMOKE_RUN_FILES:
         return "smoke_run"
     return nodeid if path in ONE_BY_ONE_FILES else path
@@ -51,7 +56,7 @@ def pytest_xdist_make_scheduler(config, log):
 def pytest_collection_modifyitems(config, items):
     """Refuse a reader of the smoke study outside SMOKE_RUN_FILES: another worker would run the study again."""
     stray = [item.nodeid for item in items if "smoke_run" in getattr(item, "fixturenames", ())
-             and item.nodeid.split("::")[0] not in SMOKE_RUN_FILES]
+             and file_of(item.nodeid) not in SMOKE_RUN_FILES]
     if stray:
         raise pytest.UsageError(f"{', '.join(stray)} read(s) smoke_run: add the file to SMOKE_RUN_FILES in "
                                 "tests/conftest.py")

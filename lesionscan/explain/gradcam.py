@@ -78,9 +78,12 @@ class GradcamExplainer:
 
     def __call__(self, images_preprocessed, class_indices, batch_size: int = 16) -> np.ndarray:
         """The (N, H, W) maps of ``images_preprocessed`` for ``class_indices`` (see :func:`gradcam`)."""
+        return self._maps(*_checked(images_preprocessed, class_indices, self.n_classes, batch_size), batch_size)
+
+    def _maps(self, images: np.ndarray, indices: np.ndarray, batch_size: int) -> np.ndarray:
+        """The maps of checked images and class indices (:func:`_checked`)."""
         from tf_keras_vis.utils.scores import CategoricalScore
 
-        images, indices = _checked(images_preprocessed, class_indices, self.n_classes, batch_size)
         n = len(images)
         if n == 0:
             return np.zeros((0, *images.shape[1:3]), dtype=np.float32)
@@ -131,10 +134,10 @@ def gradcam(model, images_preprocessed, class_indices, plus: bool = False, layer
     tf-keras-vis works on a copy whose output activation is made linear.
     Many batches of one model: build one :class:`GradcamExplainer` instead.
     """
-    images, _ = _checked(images_preprocessed, class_indices, int(model.outputs[0].shape[-1]), batch_size)
-    if len(images) == 0:
+    images, indices = _checked(images_preprocessed, class_indices, int(model.outputs[0].shape[-1]), batch_size)
+    if len(images) == 0:  # nothing to explain: no model copy
         return np.zeros((0, *images.shape[1:3]), dtype=np.float32)
-    return GradcamExplainer(model, plus=plus, layer=layer)(images_preprocessed, class_indices, batch_size)
+    return GradcamExplainer(model, plus=plus, layer=layer)._maps(images, indices, batch_size)
 
 
 def _resize(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -344,12 +344,17 @@ def test_cached_training_under_mixed_precision(restore_policy):
     assert history["lr"].tolist() == pytest.approx([1e-4, 1e-4])
 
 
+def _small_net():
+    """Pooling and a dense layer: traces at once, for tests of the loop around the network, not the network."""
+    inputs = keras.Input((SIZE, SIZE, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+    return keras.Model(inputs, keras.layers.Dense(7, activation="softmax")(pooled))
+
+
 def test_progress_lines_give_the_batch_and_the_time_left(monkeypatch, capsys):
     """Inside an epoch a line with the batch reached and the epoch's time left; after one, the phase's."""
     monkeypatch.setattr(train, "PROGRESS_SECONDS", 0.0)
-    inputs = keras.Input((SIZE, SIZE, 3))  # the log does not depend on the network; a small one traces at once
-    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
-    net = keras.Model(inputs, keras.layers.Dense(7, activation="softmax")(pooled))
+    net = _small_net()  # the log does not depend on the network
     cfg = TrainSection(schedule="full", epochs=2, early_stopping_patience=5)
     train.train(net, _data(8, seed=1), _data(4, seed=2), cfg)
     out = capsys.readouterr().out
@@ -362,9 +367,7 @@ def test_progress_lines_give_the_batch_and_the_time_left(monkeypatch, capsys):
 def test_cosine_schedule_decays_each_phase_from_its_rate(monkeypatch):
     """``lr_schedule=cosine``: a phase starts at its own rate and falls along a cosine; no plateau cuts."""
     calls = _spy_fit(monkeypatch)
-    inputs = keras.Input((SIZE, SIZE, 3))  # the schedule does not depend on the network; a small one traces at once
-    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
-    net = keras.Model(inputs, keras.layers.Dense(7, activation="softmax")(pooled))
+    net = _small_net()  # the schedule does not depend on the network
     cfg = TrainSection(schedule="full", epochs=4, lr_full=1e-2, lr_schedule="cosine", early_stopping_patience=10)
     history = train.train(net, _data(8, seed=1), _data(4, seed=2), cfg, verbose=0)
     assert history["lr"].tolist() == pytest.approx([1e-2, 1e-2 * (1 + np.cos(np.pi / 4)) / 2, 0.5e-2,
