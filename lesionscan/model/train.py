@@ -409,6 +409,25 @@ def _rate_schedule(config: TrainSection, lr: float, first_epoch: int, n_epochs: 
                                              patience=config.lr_patience, verbose=0)
 
 
+def build_before_tracing(model: keras.Model, dataset) -> None:
+    """Create a compiled model's optimizer and metric variables before ``fit`` traces its training step.
+
+    Without a distribution strategy Keras 3 creates them inside the first trace,
+    and TensorFlow traces a function that creates variables twice: for ResNet50
+    at 96 px that second trace costs about 6 s of every training on 2 cores
+    (measured: first epoch 18 s before, 12 s after). ``_symbolic_build`` is
+    what Keras itself calls first under a strategy; it only needs the
+    dataset's element shapes. A model or dataset without it gets the optimizer
+    built, which is most of the gain.
+    """
+    spec = getattr(dataset, "element_spec", None)
+    symbolic_build = getattr(model, "_symbolic_build", None)
+    if spec is not None and symbolic_build is not None:
+        symbolic_build(data_batch=spec)
+    elif not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+
+
 def train(model: keras.Model, train_ds, val_ds, config: TrainSection, pretrained: bool = False,
           class_weight: dict | None = None, verbose: int = 2, callbacks: list | None = None,
           features=None) -> pd.DataFrame:
@@ -442,6 +461,7 @@ def train(model: keras.Model, train_ds, val_ds, config: TrainSection, pretrained
         fit_model.compile(optimizer=keras.optimizers.Adam(lr),
                           loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
                           metrics=["accuracy"])
+        build_before_tracing(fit_model, fit_train)
         before = len(rows)
         phase_callbacks = [
             _rate_schedule(config, lr, epoch, n_epochs),  # first: the log reads the rate this sets for the epoch

@@ -377,3 +377,25 @@ def test_cosine_schedule_decays_each_phase_from_its_rate(monkeypatch):
     assert [later_phase.schedule(e, None) for e in (4, 5)] == pytest.approx([1e-3, 0.5e-3])
     with pytest.raises(ParameterError, match="lr_schedule='step'"):
         TrainSection(lr_schedule="step")
+
+
+@pytest.mark.parametrize("cached_phase", [False, True])
+def test_training_step_is_traced_once_per_phase(monkeypatch, cached_phase):
+    """Optimizer and metric variables exist before ``fit`` traces, so TensorFlow traces the step once, not twice.
+
+    ``train_step`` runs in Python only while a trace is built: counting its calls counts traces. Without
+    ``build_before_tracing`` Keras creates the variables inside the first trace and the count is 2.
+    """
+    traces = []
+    original = keras.Model.train_step
+
+    def counting(self, data):
+        traces.append(self.name)
+        return original(self, data)
+
+    monkeypatch.setattr(keras.Model, "train_step", counting)
+    net = _small_net() if not cached_phase else networks.build_model("baseline", SIZE, ModelSection())
+    cfg = TrainSection(schedule="two-phase" if cached_phase else "full", epochs=2, epochs_phase1=2,
+                       epochs_phase2=0, early_stopping_patience=5)
+    train.train(net, _data(8, seed=1), _data(4, seed=2), cfg, verbose=0)
+    assert len(traces) == 1, traces
