@@ -22,8 +22,74 @@ __version__ = "0.1.0"
 
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up lines; a user's setting wins
 
-from lesionscan.analysis.evaluation import compute_metrics  # noqa: E402
-from lesionscan.model import layers as _layers  # noqa: E402, F401  (registers the custom layers with Keras)
-from lesionscan.model.saving import load_model  # noqa: E402
-from lesionscan.predict import predict as predict_images  # noqa: E402
-from lesionscan.study.runner import run_study  # noqa: E402
+
+def _is_cli() -> bool:
+    """Whether this process is the ``lesionscan`` console script, without ``--debug`` / ``LESIONSCAN_DEBUG``."""
+    import sys
+
+    return _os.path.basename(sys.argv[0] if sys.argv else "") == "lesionscan" and "--debug" not in sys.argv \
+        and _os.environ.get("LESIONSCAN_DEBUG", "").lower() in ("", "0", "false", "no")
+
+
+def _interrupt_is_one_line_in_the_cli() -> None:
+    """Ctrl-C while the ``lesionscan`` command is still importing TensorFlow (about 5 s): one line, status 130.
+
+    ``cli.main`` handles Ctrl-C once it runs; before that (these imports)
+    only ``sys.excepthook`` can. Installed for the console script only, not
+    when the package is imported as a library.
+    """
+    import sys
+
+    previous = sys.excepthook
+
+    def hook(kind, value, traceback):
+        if issubclass(kind, KeyboardInterrupt):
+            sys.stderr.write("lesionscan: interrupted\n")
+            sys.stderr.flush()
+            _os._exit(130)
+        previous(kind, value, traceback)
+
+    sys.excepthook = hook
+
+
+class _NativeStartupLines:
+    """Hold back what TensorFlow's C++ libraries print on file descriptor 2 while they load (CLI only).
+
+    TensorFlow 2.21 prints its oneDNN and CUDA start-up lines before any log
+    level applies (``TF_CPP_MIN_LOG_LEVEL`` cannot stop them), so a one-line
+    error of the CLI would come with six lines of noise. The lines are kept
+    in a temporary file and shown only if the imports fail.
+    """
+
+    def __enter__(self):
+        import sys
+        import tempfile
+
+        sys.stderr.flush()
+        self.saved, self.held = _os.dup(2), tempfile.TemporaryFile()
+        _os.dup2(self.held.fileno(), 2)
+
+    def __exit__(self, kind, value, traceback):
+        _os.dup2(self.saved, 2)
+        _os.close(self.saved)
+        if kind is not None and not issubclass(kind, KeyboardInterrupt):
+            self.held.seek(0)
+            _os.write(2, self.held.read())
+        self.held.close()
+        return False
+
+
+if _is_cli():
+    _interrupt_is_one_line_in_the_cli()
+    _startup = _NativeStartupLines()
+else:
+    import contextlib as _contextlib
+
+    _startup = _contextlib.nullcontext()
+
+with _startup:
+    from lesionscan.analysis.evaluation import compute_metrics
+    from lesionscan.model import layers as _layers  # noqa: F401  (registers the custom layers with Keras)
+    from lesionscan.model.saving import load_model
+    from lesionscan.predict import predict as predict_images
+    from lesionscan.study.runner import run_study

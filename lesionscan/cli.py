@@ -1,12 +1,50 @@
-"""The ``lesionscan`` command: data tools and the one-command study."""
+"""The ``lesionscan`` command: data tools and the one-command study.
+
+One error path (:func:`main`): whatever goes wrong, the user sees one line
+naming the file or parameter and what was expected, and exit status 2
+(130 for Ctrl-C); an unexpected error (a bug) gets one line and status 1.
+``--debug`` (or ``LESIONSCAN_DEBUG=1``) shows the whole traceback instead.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from lesionscan.core.errors import LesionScanError
+from lesionscan.core.errors import LesionScanError, Terminated
+
+DEBUG_VARIABLE = "LESIONSCAN_DEBUG"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error: what was wrong and where to read the options (no usage block)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _bounded(parameter: str):
+    """An argparse type for a CLI option that sets study parameter ``parameter``: its type and range."""
+    from lesionscan.core import parameters
+
+    def parse(text: str):
+        if parameter == "seed":
+            parameters.check_seed_text(text)
+            return int(text)
+        f = parameters.field_of(parameter)
+        try:
+            value = type(f.default)(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {parameters.allowed(f)}") from None
+        try:
+            parameters.check_value("", value, f)
+        except LesionScanError:
+            raise argparse.ArgumentTypeError(f"{text}: expected {parameters.allowed(f)}") from None
+        return value
+    parse.__name__ = parameter  # argparse names the type in some messages
+    return parse
 
 
 def _cmd_synth(args) -> None:
@@ -35,9 +73,10 @@ def _cmd_download(args) -> None:
 def _cmd_split(args) -> None:
     from lesionscan.data import ham10000, split
 
+    split.check_split_target(args.out, args.dir)  # refuse a bad --out before the data are read
     frame = ham10000.load_dataset(args.dir)
     table = split.make_split(frame, args.protocol, seed=args.seed)
-    split.write_split(table, args.out)
+    split.write_split(table, args.out, data_dir=args.dir)
     print(f"wrote {len(table)} rows to {args.out} (protocol {args.protocol}, seed {args.seed})")
     print(split.support_table(table).to_string())
 
@@ -61,10 +100,10 @@ def _cmd_study(args) -> None:
 def _cmd_profiles(args) -> None:
     from lesionscan.core import parameters
 
+    params = parameters.resolve(args.show) if args.show else None  # an unknown profile fails before any output
     for name, description in parameters.PROFILE_DESCRIPTIONS.items():
         print(f"{name:8} {description}")
-    if args.show:
-        params = parameters.resolve(args.show)
+    if params:
         width = max(len(f"{key} = {params[key]}") for key in params)
         for key in sorted(params):
             setting = f"{key} = {params[key]}"
@@ -87,16 +126,28 @@ def _cmd_predict(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lesionscan", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="lesionscan", description=__doc__.split("\n\n")[0],
+                     epilog=f"Errors are one line; --debug (or {DEBUG_VARIABLE}=1) shows the traceback.")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of any error")
+    debug = _Parser(add_help=False)  # --debug after the subcommand too; SUPPRESS keeps the top-level value
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add = sub.add_parser
+
+    def add_parser(name, **kwargs):
+        return _add(name, parents=[debug], **kwargs)
+    sub.add_parser = add_parser
 
     data_parser = sub.add_parser("data", help="generate, check or split a dataset in the HAM10000 layout")
-    data_sub = data_parser.add_subparsers(dest="data_command", required=True)
+    data_sub = data_parser.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    _add_data = data_sub.add_parser
+    data_sub.add_parser = lambda name, **kwargs: _add_data(name, parents=[debug], **kwargs)
     synth = data_sub.add_parser("synth", help="write a synthetic dataset in the HAM10000 layout")
     synth.add_argument("dir")
-    synth.add_argument("--images", type=int, default=800)
-    synth.add_argument("--size", type=int, default=128, help="image width in px (height is 3/4 of it)")
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--images", type=_bounded("synthetic_images"), default=800)
+    synth.add_argument("--size", type=_bounded("synthetic_size"), default=128,
+                       help="image width in px (height is 3/4 of it)")
+    synth.add_argument("--seed", type=_bounded("seed"), default=0)
     synth.set_defaults(func=_cmd_synth)
     fetch = data_sub.add_parser("download", help="fetch HAM10000 from Harvard Dataverse into the official layout")
     fetch.add_argument("dir")
@@ -111,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     split = data_sub.add_parser("split", help="write a train/val/test split table")
     split.add_argument("dir")
     split.add_argument("--protocol", default="seed", choices=("seed", "lesion", "image"))
-    split.add_argument("--seed", type=int, default=0)
+    split.add_argument("--seed", type=_bounded("seed"), default=0)
     split.add_argument("--out", required=True)
     split.set_defaults(func=_cmd_split)
 
@@ -145,16 +196,75 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _os_error(err: OSError) -> str:
+    """An OSError as the user can act on it: the path(s) and what was expected there."""
+    where = " -> ".join(str(p) for p in (err.filename, err.filename2) if p is not None)
+    reason = err.strerror or str(err)
+    path = Path(str(err.filename)) if err.filename is not None else None
+    if isinstance(err, (FileExistsError, NotADirectoryError)) and path is not None:
+        blocker = next((p for p in [path, *path.parents] if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            return f"{blocker}: is a file, where a folder was expected ({reason})"
+    if isinstance(err, IsADirectoryError):  # a rename onto a folder names the folder second
+        return f"{err.filename2 or err.filename}: is a folder, where a file was expected"
+    return f"{where}: {reason}" if where else reason
+
+
+def _debug_requested(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get(DEBUG_VARIABLE, "").lower() not in ("", "0", "false", "no")
+
+
+def _silence_stdout() -> None:
+    """After a closed pipe: point stdout at /dev/null, so the interpreter's final flush cannot fail again."""
     try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; return its exit status (0 ok, 2 the user's input, 130 Ctrl-C, 1 a bug)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = _debug_requested(argv)
+    try:
+        args = build_parser().parse_args(argv)
         args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the error path, not at exit
+    except KeyboardInterrupt as err:
+        if debug:
+            raise
+        terminated = isinstance(err, Terminated)
+        print(f"lesionscan: {'stopped by SIGTERM' if terminated else 'interrupted'}", file=sys.stderr)
+        return 143 if terminated else 130
+    except BrokenPipeError:
+        _silence_stdout()
+        if debug:
+            raise
+        print("lesionscan: error: the output was closed before it ended (broken pipe)", file=sys.stderr)
+        return 2
     except LesionScanError as err:
+        if debug:
+            raise
         print(f"lesionscan: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("lesionscan: interrupted", file=sys.stderr)
-        return 130
+    except OSError as err:
+        if debug:
+            raise
+        print(f"lesionscan: error: {_os_error(err)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        if debug:
+            raise
+        print("lesionscan: error: out of memory; use smaller settings (`lesionscan profiles --show PROFILE` lists "
+              "each one's range)", file=sys.stderr)
+        return 2
+    except Exception as err:  # a bug: one line here, the whole traceback with --debug
+        if debug:
+            raise
+        print(f"lesionscan: internal error: {type(err).__name__}: {err}\n  rerun with --debug (or {DEBUG_VARIABLE}=1) "
+              "for the traceback, and please report it", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -2,8 +2,10 @@
 
 ``lesionscan predict --model PATH IMAGE...`` runs :func:`run`: every input is
 checked first (the model file, each image's header, each image's decoded
-pixels, each output folder), and only then is anything written, so a bad
-input leaves no file behind. For each image it reports the seven class
+pixels, each output path: never over an input image or the model, never two
+images to one file), every figure is rendered in memory, and only then is
+anything written, all overlays or none, so a bad input leaves no file
+behind. For each image it reports the seven class
 probabilities, highest first, and writes ``<stem>.lesionscan.png`` beside the
 image (or in ``--out DIR``): the image as the model sees it, the attention map
 of each attention layer (attention models only) and the Grad-CAM of the
@@ -66,11 +68,14 @@ def check_image(path) -> tuple[int, int]:
     """
     from PIL import Image
 
+    if str(path) == "":  # Path("") is ".", which would be reported as a folder named "."
+        raise DataError("image '': an empty path; expected an image file")
     path = Path(path)
     if not path.exists():
-        raise DataError(f"image {path}: no such file")
+        raise DataError(f"image {path}: " + ("a symbolic link that does not resolve (broken, or a loop)"
+                                            if path.is_symlink() else "no such file"))
     if not path.is_file():
-        raise DataError(f"image {path}: not a file")
+        raise DataError(f"image {path}: " + ("a folder, not an image file" if path.is_dir() else "not a regular file"))
     limit = f"the limit is {MAX_PIXELS:,} pixels ({MAX_PIXELS / 1e6:g} megapixels)"
     try:
         with warnings.catch_warnings():
@@ -216,29 +221,25 @@ def explanation_path(image_path, out_dir=None) -> Path:
     return folder / f"{image_path.stem}{OUTPUT_SUFFIX}"
 
 
-def write_explanation(model, image_path, out_dir=None, predicted_index=None, *, confidence=None,
-                      maps=None) -> Path:
-    """Write the explanation figure of one image as PNG, atomically; return its path.
+def render_explanation(model, image_path, predicted_index, *, confidence=None, maps=None) -> bytes:
+    """The explanation figure of one image as PNG bytes, in memory, so a caller can write all figures or none.
 
     Panels (see :func:`panel_titles`): the image resized to a square as the
     model sees it, the attention map of each attention layer (none for the
     baseline), and Grad-CAM of ``predicted_index``, each overlaid in viridis
     and scaled to its own range. The title names the predicted class and
     carries :data:`DISCLAIMER`; the PNG's text chunks "Panels" (titles joined
-    by " | ") and "Disclaimer" record the same. ``out_dir`` None writes beside
-    the image; a missing ``out_dir`` is created. ``predicted_index`` None
-    predicts it; ``maps`` (one element of :func:`explanation_maps`) skips
-    recomputing the maps. An existing file of that name is replaced.
+    by " | ") and "Disclaimer" record the same. ``maps`` (one element of
+    :func:`panel_maps`) skips recomputing the maps.
     """
+    import io
+
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     from lesionscan.explain.gradcam import overlay
 
     image_path = Path(image_path)
-    if predicted_index is None:
-        result = predict(model, [image_path])[0]
-        predicted_index, confidence = result["predicted_index"], result["confidence"]
     predicted_index = int(predicted_index)
     if not 0 <= predicted_index < len(CLASSES):
         raise ParameterError(f"predicted_index {predicted_index}: expected 0..{len(CLASSES) - 1}")
@@ -263,14 +264,28 @@ def write_explanation(model, image_path, out_dir=None, predicted_index=None, *, 
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(f"{headline}\n{DISCLAIMER.split(':')[0]}", fontsize=10.5)
-    target = explanation_path(image_path, out_dir)
-    try:
-        with atomic.atomic_path(target) as tmp:
-            fig.savefig(tmp, format="png", facecolor="white",
-                        metadata={"Software": "lesionscan", "Title": headline, "Panels": " | ".join(titles),
-                                  "Disclaimer": DISCLAIMER})
-    except OSError as exc:
-        raise DataError(f"{target}: could not write the explanation ({exc})") from exc
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", facecolor="white",
+                metadata={"Software": "lesionscan", "Title": headline, "Panels": " | ".join(titles),
+                          "Disclaimer": DISCLAIMER})
+    return buffer.getvalue()
+
+
+def write_explanation(model, image_path, out_dir=None, predicted_index=None, *, confidence=None,
+                      maps=None) -> Path:
+    """Write the explanation figure of one image (:func:`render_explanation`) as PNG, atomically; return its path.
+
+    ``out_dir`` None writes beside the image; a missing ``out_dir`` is
+    created. ``predicted_index`` None predicts it. An existing file of that
+    name is replaced; the image itself, or a folder of that name, is refused.
+    """
+    image_path = Path(image_path)
+    target = _check_destinations([image_path], out_dir)[0]
+    if predicted_index is None:
+        result = predict(model, [image_path])[0]
+        predicted_index, confidence = result["predicted_index"], result["confidence"]
+    data = render_explanation(model, image_path, predicted_index, confidence=confidence, maps=maps)
+    _write_all([(target, data, image_path)])
     return target
 
 
@@ -278,69 +293,151 @@ def write_explanation(model, image_path, out_dir=None, predicted_index=None, *, 
 # The command
 
 
-def _check_destinations(image_paths, out_dir) -> list[Path]:
-    """Output path per image; refuses an unwritable folder, or two images that would write the same file."""
-    if out_dir is not None:
-        out_dir = Path(out_dir)
-        if out_dir.exists() and not out_dir.is_dir():
-            raise ParameterError(f"--out {out_dir}: exists and is not a folder")
-        existing = out_dir
-        while not existing.exists():  # the folder is created later, after every check
+def _entry(path) -> Path:
+    """The absolute name of the directory entry ``path``: its folder resolved, its last part kept (a link stays one)."""
+    path = Path(os.path.abspath(path))
+    return Path(os.path.realpath(path.parent)) / path.name
+
+
+def _names(path) -> set[Path]:
+    """The entry ``path`` names and the file it resolves to: writing either can change what ``path`` reads."""
+    return {_entry(path), Path(os.path.realpath(path))}
+
+
+def _elsewhere(out_dir) -> str:
+    """What to do instead, in the options the user has: --out if they did not give it, another folder if they did."""
+    return "pass --out DIR to write the overlays elsewhere" if out_dir is None else "choose another --out folder"
+
+
+def _writable(folder: Path) -> bool:
+    """Whether this process may create files in ``folder`` (an existing folder)."""
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+def _check_out_dir(out_dir: Path) -> Path:
+    """The existing folder ``--out`` is in or under (created later, after every check); refuses what cannot be one."""
+    if not os.path.exists(out_dir):
+        if os.path.islink(out_dir):
+            raise DataError(f"--out {out_dir}: a symbolic link that does not resolve (broken, or a loop); "
+                            "expected a folder")
+        existing = out_dir.parent
+        while not os.path.lexists(existing):
             existing = existing.parent
         if not existing.is_dir():
-            raise ParameterError(f"--out {out_dir}: cannot create it, {existing} is not a folder")
-        folders = {existing}
-    else:
-        folders = {Path(p).parent for p in image_paths}
-    for folder in folders:
-        if not os.access(folder if str(folder) else ".", os.W_OK | os.X_OK):
-            raise ParameterError(f"{folder}: cannot write the explanation images there (no permission); "
-                                 "pass --out DIR")
-    targets, seen = [], {}
-    for p in image_paths:
-        target = explanation_path(p, out_dir)
-        key = target.resolve()
-        source = Path(p).resolve()
-        if key in seen and seen[key] != source:
-            raise ParameterError(f"images {seen[key]} and {source} would both write {target}; "
-                                 "rename one or run them separately")
-        seen[key] = source
+            what = "a file, not a folder" if existing.exists() else "a symbolic link that does not resolve"
+            raise DataError(f"--out {out_dir}: cannot create it, {existing} is {what}")
+        return existing
+    if not out_dir.is_dir():
+        raise DataError(f"--out {out_dir}: is a file, not a folder; expected a folder to write the overlays into "
+                        "(created if missing)")
+    return out_dir
+
+
+def _check_target(target: Path, image: Path, out_dir) -> None:
+    """Refuse an overlay name longer than its file system allows, or a folder or special file where it goes."""
+    existing = target.parent
+    while not existing.is_dir():  # the nearest existing folder (what is not a folder: see _check_out_dir)
+        existing = existing.parent
+    try:
+        limit = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError):  # the file system does not say: the write itself will tell
+        limit = None
+    size = len(os.fsencode(target.name))
+    if limit is not None and size > limit:
+        raise DataError(f"{target}: the overlay's file name is {size} bytes, longer than the file system allows "
+                        f"({limit}); rename {image}")
+    if target.exists() and not target.is_file():
+        what = "is a folder" if target.is_dir() else "is not a regular file"
+        raise DataError(f"{target}: {what}, where the overlay of {image} would be written; remove it or "
+                        f"{_elsewhere(out_dir)}")
+
+
+def _check_destinations(image_paths, out_dir, model_path=None) -> list[Path]:
+    """Output path per image, checked before anything is written.
+
+    Refuses an overlay that would replace an input image or the model file,
+    two images whose overlays would be one file, a folder or an overlong
+    name where an overlay goes, and a folder that cannot be written or
+    created. The same image given twice shares one overlay.
+    """
+    if out_dir is not None and str(out_dir) == "":
+        raise DataError("--out '': an empty path; expected a folder to write the overlays into")
+    out = Path(out_dir) if out_dir is not None else None
+    folders = {_check_out_dir(out)} if out is not None else set()
+    inputs = {name: (f"the input image {p}") for p in image_paths for name in _names(p)}
+    if model_path is not None:
+        inputs.update({name: f"the model file {model_path}" for name in _names(model_path)})
+    targets, writers = [], {}
+    for p in map(Path, image_paths):
+        target = explanation_path(p, out)
+        clash = next((inputs[name] for name in _names(target) if name in inputs), None)
+        if clash:
+            raise DataError(f"the overlay of {p} would be written to {target}, which is {clash}; rename the "
+                            f"image or {_elsewhere(out_dir)}")
+        first = writers.setdefault(_entry(target), p)
+        if os.path.realpath(first) != os.path.realpath(p):
+            raise DataError(f"images {first} and {p} would both write {target}; rename one, or run them "
+                            "separately")
+        _check_target(target, p, out_dir)
+        if out is None:
+            folders.add(target.parent)
         targets.append(target)
+    for folder in folders:
+        if not _writable(folder):
+            problem = (f"--out {out}: cannot create it in {folder}" if out is not None and folder != out
+                       else f"{'--out ' if out is not None else ''}{folder}: cannot write the overlays there")
+            raise DataError(f"{problem} (no permission); {_elsewhere(out_dir)}")
     return targets
+
+
+def _write_all(files) -> None:
+    """Write every (target, PNG bytes, image) or none (:func:`lesionscan.core.atomic.write_all`).
+
+    Any failure leaves no overlay, temporary file or created folder behind
+    and raises :class:`DataError` naming the path.
+    """
+    try:
+        atomic.write_all([(target, data) for target, data, _ in files])
+    except atomic.WriteAllError as exc:
+        raise DataError(f"{exc.path}: could not write the overlay ({exc.reason}); nothing was written") from exc
 
 
 def run(model_path, image_paths, out_dir=None) -> dict:
     """The ``predict`` command: check every input, then predict and write one explanation PNG per image.
 
     Order: the model file's archive and config, every image header, the
-    output folders, the full model load and checks, every image decoded,
-    the predictions and maps; only then are files written (and ``out_dir``
-    created). Returns a report: ``disclaimer``, ``model`` (path, kind,
-    input size), ``max_pixels`` and ``results`` (:func:`predict`'s dicts
-    plus ``explanation``, the PNG's path, and ``panels``, its panel titles).
+    output paths (:func:`_check_destinations`), the full model load and
+    checks, every image decoded, the predictions and maps, every figure
+    rendered in memory; only then are files written, all or none
+    (:func:`_write_all`, which also creates ``out_dir``). Returns a report:
+    ``disclaimer``, ``model`` (path, kind, input size), ``max_pixels`` and
+    ``results`` (:func:`predict`'s dicts plus ``explanation``, the PNG's
+    path, and ``panels``, its panel titles).
     """
     paths = [Path(p) for p in image_paths]
     if not paths:
         raise ParameterError("no images given")
     saving.check_archive(Path(model_path))
     problems = []
-    for p in paths:
+    for raw in image_paths:
         try:
-            check_image(p)
+            check_image(raw)
         except DataError as exc:
             problems.append(str(exc))
     if len(problems) == 1:
         raise DataError(problems[0])
     if problems:
         raise DataError(f"{len(problems)} images rejected:\n  " + "\n  ".join(problems))
-    targets = _check_destinations(paths, out_dir)
+    targets = _check_destinations(paths, out_dir, model_path)
     model = saving.load_model(model_path)
     results = predict(model, paths)
     maps = panel_maps(model, paths, [r["predicted_index"] for r in results])
-    for result, path, target, image_maps in zip(results, paths, targets, maps):
-        written = write_explanation(model, path, target.parent, result["predicted_index"],
-                                    confidence=result["confidence"], maps=image_maps)
-        result["explanation"] = str(written)
+    figures = [(target, render_explanation(model, path, result["predicted_index"],
+                                           confidence=result["confidence"], maps=image_maps), path)
+               for result, path, target, image_maps in zip(results, paths, targets, maps)]
+    _write_all(figures)
+    for result, target in zip(results, targets):
+        result["explanation"] = str(target)
         result["panels"] = panel_titles(model, result["predicted_index"])
     return {"disclaimer": DISCLAIMER, "model": {"path": str(model_path), "kind": model.name,
                                                 "input_size": saving.input_size(model)},

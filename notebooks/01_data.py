@@ -28,6 +28,7 @@ profile = "smoke"
 artifacts_dir = "../artifacts"
 data_dir = None
 overrides = {}
+run_dir = None  # set by `lesionscan study` (its run folder until it finishes); None: ARTIFACTS/PROFILE
 
 # %% tags=["remove-cell"]
 import pandas as pd
@@ -39,7 +40,7 @@ from lesionscan.figures.dataset import class_distribution, metadata_by_class, sa
 from lesionscan.study import results
 from lesionscan.study.run_folder import open_run
 
-run = open_run(profile, artifacts_dir, data_dir, overrides)
+run = open_run(profile, artifacts_dir, data_dir, overrides, run_dir=run_dir)
 check = ham10000.check_report(run.data_dir)
 check.raise_for_problems()
 dataset = check.frame
@@ -49,7 +50,9 @@ display(Markdown(
     f"This run uses **{run.data_label}**: {len(dataset):,} images of "
     f"{dataset['lesion_id'].nunique():,} lesions in the {check.layout} layout "
     f"(metadata `{check.metadata.name}`), {check.masks_found:,} of them with a lesion mask "
-    f"(profile `{run.parameters.profile}`). Every image listed in the metadata was found and decodes."))
+    f"(profile `{run.parameters.profile}`). Every image listed in the metadata was found and decodes."
+    + ("" if not check.warnings else "\n\nThe data check's warnings (none stops the run):\n\n"
+       + "\n".join(f"- {warning}" for warning in check.warnings))))
 
 # %% [markdown]
 # ## Classes (Table 4.1)

@@ -31,6 +31,7 @@ profile = "smoke"
 artifacts_dir = "../artifacts"
 data_dir = None
 overrides = {}
+run_dir = None  # set by `lesionscan study` (its run folder until it finishes); None: ARTIFACTS/PROFILE
 
 # %% tags=["remove-cell"]
 from IPython.display import Markdown, display
@@ -43,7 +44,7 @@ from lesionscan.model import pipeline
 from lesionscan.study import results
 from lesionscan.study.run_folder import open_run
 
-run = open_run(profile, artifacts_dir, data_dir, overrides)
+run = open_run(profile, artifacts_dir, data_dir, overrides, run_dir=run_dir)
 p = run.parameters
 dataset = run.dataset
 splits = {protocol: run.split_table(protocol) for protocol in split.PROTOCOLS}

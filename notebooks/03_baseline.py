@@ -31,13 +31,14 @@ profile = "smoke"
 artifacts_dir = "../artifacts"
 data_dir = None
 overrides = {}
+run_dir = None  # set by `lesionscan study` (its run folder until it finishes); None: ARTIFACTS/PROFILE
 
 # %% tags=["remove-cell"]
 from IPython.display import Markdown, display
 
 from lesionscan.study.model_chapter import ModelChapter
 
-chapter = ModelChapter.open("baseline", profile, artifacts_dir, data_dir, overrides)
+chapter = ModelChapter.open("baseline", profile, artifacts_dir, data_dir, overrides, run_dir=run_dir)
 
 # %% tags=["hide-cell"]
 chapter.train()

@@ -29,6 +29,7 @@ profile = "smoke"
 artifacts_dir = "../artifacts"
 data_dir = None
 overrides = {}
+run_dir = None  # set by `lesionscan study` (its run folder until it finishes); None: ARTIFACTS/PROFILE
 
 # %% tags=["remove-cell"]
 from IPython.display import Markdown, display
@@ -40,7 +41,7 @@ from lesionscan.study import experiments, results
 from lesionscan.study.results import MAIN_MODELS
 from lesionscan.study.run_folder import open_run
 
-run = open_run(profile, artifacts_dir, data_dir, overrides)
+run = open_run(profile, artifacts_dir, data_dir, overrides, run_dir=run_dir)
 p = run.parameters
 metrics = {name: run.read_metrics(name) for name in MAIN_MODELS}
 predictions = {name: run.read_predictions(name) for name in MAIN_MODELS}

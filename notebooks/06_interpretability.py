@@ -33,6 +33,7 @@ profile = "smoke"
 artifacts_dir = "../artifacts"
 data_dir = None
 overrides = {}
+run_dir = None  # set by `lesionscan study` (its run folder until it finishes); None: ARTIFACTS/PROFILE
 
 # %% tags=["remove-cell"]
 import pandas as pd
@@ -44,7 +45,7 @@ from lesionscan.figures.explanations import agreement_chart, explanation_panel
 from lesionscan.study import experiments, interpretability, results
 from lesionscan.study.run_folder import open_run
 
-run = open_run(profile, artifacts_dir, data_dir, overrides)
+run = open_run(profile, artifacts_dir, data_dir, overrides, run_dir=run_dir)
 p = run.parameters
 trained = interpretability.load_models(run)
 

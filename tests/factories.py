@@ -62,3 +62,26 @@ def random_predictions(seed: int, supports: Mapping[str, int], skill: float = 1.
         probs = np.clip(probs, 0, None)
         probs /= probs.sum(axis=1, keepdims=True)
     return evaluation.predictions_frame(_ids(len(y)), y, probs)
+
+
+def png_bytes(pixels: np.ndarray, bit_depth: int = 16) -> bytes:
+    """A PNG file holding ``pixels`` exactly, written by hand because Pillow cannot write 16-bit colour.
+
+    ``pixels``: (H, W) grey, (H, W, 2) grey + alpha, (H, W, 3) RGB or (H, W, 4) RGBA, integers that fit
+    ``bit_depth`` (8 or 16). Rows are stored unfiltered in one zlib stream, as the PNG format allows.
+    """
+    import struct
+    import zlib
+
+    pixels = np.asarray(pixels)
+    height, width = pixels.shape[:2]
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    rows = pixels.astype(">u2" if bit_depth == 16 else "u1").reshape(height, -1)
+    raw = b"".join(b"\0" + row.tobytes() for row in rows)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")

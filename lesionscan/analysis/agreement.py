@@ -41,6 +41,7 @@ from lesionscan.analysis.resampling import check_level, percentile_interval, str
 from lesionscan.analysis.wording import METRIC_LABELS
 from lesionscan.core.classes import CLASSES
 from lesionscan.core.errors import DataError, ParameterError
+from lesionscan.data.images import to_rgb8
 
 REFERENCE_METHODS: tuple[str, ...] = ("centre prior (Gaussian)", "uniform")
 METRICS: tuple[str, ...] = ("pointing_game", "energy_inside", "topk_iou")
@@ -63,7 +64,7 @@ def load_mask(path, image_size: int) -> np.ndarray:
     size = _image_size(image_size)
     try:
         with Image.open(path) as img:
-            grey = img.convert("L").resize((size, size), Image.Resampling.BILINEAR)
+            grey = to_rgb8(img).convert("L").resize((size, size), Image.Resampling.BILINEAR)  # 16-bit masks too
             return np.asarray(grey, dtype=np.uint8) >= 128
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot decode lesion mask ({exc})") from exc

@@ -15,3 +15,7 @@ class ParameterError(LesionScanError):
 
 class ChapterError(LesionScanError):
     """A chapter notebook failed while the study ran."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during a study: stopped from outside, handled as Ctrl-C is (the run is marked interrupted)."""

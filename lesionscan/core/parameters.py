@@ -14,6 +14,7 @@ ignored setting.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import Field, dataclass, field, fields, replace
 from typing import Any
@@ -25,27 +26,76 @@ from lesionscan.core.errors import ParameterError
 
 
 def _param(default, help: str, flat: str | None = None, choices: tuple[str, ...] | None = None,
-           determines_model: bool = True, kinds: tuple[str, ...] | None = None):
-    """A section field: its default, a line of help, the ``--set`` name if it differs, allowed choices.
+           determines_model: bool = True, kinds: tuple[str, ...] | None = None,
+           low: float | None = None, high: float | None = None, low_open: bool = False, high_open: bool = False,
+           multiple_of: int | None = None):
+    """A section field: its default, a line of help, the ``--set`` name if it differs, allowed values.
 
+    ``choices`` (strings) or a range ``low``..``high`` (inclusive unless ``low_open``/``high_open``;
+    ``multiple_of`` for sizes) bound what a field may hold, checked when a section is built, before
+    a run touches anything. Every number has both bounds: none can ask for more memory than a
+    machine has by accident.
     ``determines_model=False`` marks a field of a recipe's sections that cannot change a trained model
     (whether to use the training cache); ``kinds`` names the only model kinds a field reaches (the number
     of attention heads does not reach the baseline). Both keep a field out of a model's fingerprint
     where it cannot matter, so changing it retrains only the models it reaches.
     """
     return field(default=default, metadata={"help": help, "flat": flat, "choices": choices,
-                                            "determines_model": determines_model, "kinds": kinds})
+                                            "determines_model": determines_model, "kinds": kinds,
+                                            "range": (low, high, low_open, high_open, multiple_of)})
+
+
+def allowed(f: Field) -> str:
+    """What field ``f`` accepts, in words ("an integer from 1 to 1000", "one of plateau, cosine")."""
+    if f.metadata.get("choices"):
+        return "one of " + ", ".join(f.metadata["choices"])
+    if isinstance(f.default, bool):
+        return "true or false"
+    low, high, low_open, high_open, multiple = f.metadata.get("range") or (None,) * 5
+    kind = "an integer" if isinstance(f.default, int) else "a number" if isinstance(f.default, float) else "text"
+    if low is None and high is None:
+        return kind
+    if multiple:
+        kind = f"a multiple of {multiple}"
+    lower = f"above {low:g}" if low_open else f"at least {low:g}"
+    upper = f"below {high:g}" if high_open else f"at most {high:g}"
+    return f"{kind} from {low:g} to {high:g}" if not (low_open or high_open) else f"{kind} {lower} and {upper}"
+
+
+def check_value(name: str, value: Any, f: Field) -> None:
+    """Refuse ``value`` for field ``f`` (``--set`` name ``name``) unless its type, choice and range fit."""
+    expected = allowed(f)
+    choices = f.metadata.get("choices")
+    if choices:
+        if value not in choices:
+            raise ParameterError(f"{name}={value!r}: expected {expected}")
+        return
+    default = f.default
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise ParameterError(f"{name}={value!r}: expected {expected}")
+    low, high, low_open, high_open, multiple = f.metadata.get("range") or (None,) * 5
+    if low is None or isinstance(default, (bool, str)):
+        return
+    below = value <= low if low_open else value < low
+    above = value >= high if high_open else value > high
+    if below or above or (multiple and value % multiple):
+        raise ParameterError(f"{name}={value!r}: expected {expected}")
 
 
 class _Section:
-    """Checks every field with declared choices when a section is built, naming the ``--set`` name."""
+    """Checks every field's type, choices and range when a section is built, naming the ``--set`` name."""
 
     def __post_init__(self):
         for f in fields(self):
-            choices = f.metadata.get("choices")
-            if choices and getattr(self, f.name) not in choices:
-                raise ParameterError(f"{f.metadata.get('flat') or f.name}={getattr(self, f.name)!r}: expected one "
-                                     f"of {', '.join(choices)}")
+            check_value(f.metadata.get("flat") or f.name, getattr(self, f.name), f)
 
 
 @dataclass(frozen=True)
@@ -54,8 +104,9 @@ class DataSection(_Section):
 
     source: str = _param("synthetic", "synthetic (generated offline) or directory (--data-dir)", flat="data",
                          choices=("synthetic", "directory"))
-    synthetic_images: int = _param(2000, "images in the generated set (training cost depends on balance_target)")
-    synthetic_size: int = _param(128, "generated image width in px (height 3/4 of it)")
+    synthetic_images: int = _param(2000, "images in the generated set (training cost depends on balance_target)",
+                                   low=168, high=100_000)  # 168: synthetic.class_counts' 12 per class, twice
+    synthetic_size: int = _param(128, "generated image width in px (height 3/4 of it)", low=32, high=1024)
 
 
 @dataclass(frozen=True)
@@ -64,18 +115,19 @@ class SplitSection(_Section):
 
     protocol: str = _param("seed", "seed (the report's), lesion or image (leaky)", flat="split_protocol",
                            choices=("seed", "lesion", "image"))
-    val_fraction: float = _param(0.15, "validation share")
-    test_fraction: float = _param(0.15, "test share")
+    val_fraction: float = _param(0.15, "validation share", low=0, high=0.5, low_open=True)
+    test_fraction: float = _param(0.15, "test share", low=0, high=0.5, low_open=True)
 
 
 @dataclass(frozen=True)
 class PipelineSection(_Section):
     """What the network is fed: size, batches, augmentation and class balance."""
 
-    image_size: int = _param(96, "square input side in px (ResNet50 feature map = size / 32)")
-    batch_size: int = _param(32, "images per batch")
+    image_size: int = _param(96, "square input side in px (ResNet50 feature map = size / 32)",
+                             low=32, high=512, multiple_of=32)
+    batch_size: int = _param(32, "images per batch", low=1, high=1024)
     augment: bool = _param(True, "rotation, flips, zoom, brightness, shear on training data")
-    balance_target: int = _param(30, "training images per class per epoch (0 = no balancing)")
+    balance_target: int = _param(30, "training images per class per epoch (0 = no balancing)", low=0, high=100_000)
 
 
 @dataclass(frozen=True)
@@ -83,13 +135,14 @@ class ModelSection(_Section):
     """The network's options shared by every kind (models.KINDS)."""
 
     weights: str = _param("none", "imagenet, none or a path to ResNet50 no-top weights")
-    dropout: float = _param(0.5, "dropout before the classifier")
-    l2: float = _param(1e-4, "L2 on the classifier's kernel (0 = none)")
+    dropout: float = _param(0.5, "dropout before the classifier", low=0, high=1, high_open=True)
+    l2: float = _param(1e-4, "L2 on the classifier's kernel (0 = none)", low=0, high=1)
     attention_heads: int = _param(16, "K in the soft-attention equation",
-                                  kinds=("soft_attention", "soft_attention_public", "multiscale"))
+                                  kinds=("soft_attention", "soft_attention_public", "multiscale"), low=1, high=256)
     gamma_init: float = _param(1.0, "initial value of the learnable attention scale",
-                               kinds=("soft_attention", "multiscale"))
-    bn_momentum: float = _param(0.9, "batch-norm momentum; short from-scratch training needs < Keras' 0.99")
+                               kinds=("soft_attention", "multiscale"), low=-100, high=100)
+    bn_momentum: float = _param(0.9, "batch-norm momentum; short from-scratch training needs < Keras' 0.99",
+                                low=0, high=1, high_open=True)
 
     @property
     def pretrained(self) -> bool:
@@ -103,24 +156,30 @@ class TrainSection(_Section):
 
     schedule: str = _param("auto", "auto: two-phase with pretrained weights, full otherwise",
                            choices=("auto", "two-phase", "full"))
-    epochs: int = _param(6, "single-phase (full) training epochs")
-    epochs_phase1: int = _param(10, "frozen-backbone epochs (two-phase)")
-    epochs_phase2: int = _param(20, "epochs with the last unfreeze_fraction of the backbone trainable")
-    lr_full: float = _param(1e-3, "learning rate of full training")
-    lr_phase1: float = _param(1e-4, "learning rate of phase 1")
-    lr_phase2: float = _param(1e-5, "learning rate of phase 2")
-    unfreeze_fraction: float = _param(0.4, "share of backbone layers phase 2 trains")
-    label_smoothing: float = _param(0.1, "label smoothing of the cross-entropy")
-    early_stopping_patience: int = _param(3, "epochs without a better validation loss before stopping")
+    epochs: int = _param(6, "single-phase (full) training epochs", low=1, high=1000)
+    epochs_phase1: int = _param(10, "frozen-backbone epochs (two-phase)", low=0, high=1000)
+    epochs_phase2: int = _param(20, "epochs with the last unfreeze_fraction of the backbone trainable",
+                                low=0, high=1000)
+    lr_full: float = _param(1e-3, "learning rate of full training", low=0, high=1, low_open=True)
+    lr_phase1: float = _param(1e-4, "learning rate of phase 1", low=0, high=1, low_open=True)
+    lr_phase2: float = _param(1e-5, "learning rate of phase 2", low=0, high=1, low_open=True)
+    unfreeze_fraction: float = _param(0.4, "share of backbone layers phase 2 trains", low=0, high=1)
+    label_smoothing: float = _param(0.1, "label smoothing of the cross-entropy", low=0, high=1, high_open=True)
+    early_stopping_patience: int = _param(3, "epochs without a better validation loss before stopping",
+                                          low=0, high=1000)
     lr_schedule: str = _param("plateau", "plateau: lower the rate when the validation loss stalls; cosine: decay it "
                                          "from the phase's rate towards 0 over the phase's epochs",
                               choices=("plateau", "cosine"))
-    lr_patience: int = _param(2, "epochs without a better validation loss before lowering the rate (plateau)")
-    lr_factor: float = _param(0.2, "factor the learning rate is lowered by (plateau)")
+    lr_patience: int = _param(2, "epochs without a better validation loss before lowering the rate (plateau)",
+                              low=0, high=1000)
+    lr_factor: float = _param(0.2, "factor the learning rate is lowered by (plateau)",
+                              low=0, high=1, low_open=True, high_open=True)
     class_weights: bool = _param(True, "weight the loss by the classes an epoch contains")
     cache_features: bool = _param(True, "phase 1: compute the frozen backbone's features once, train the head on them")
-    cache_draws: int = _param(1, "training-set passes (balanced draw + augmentation) cached for phase 1")
-    cache_max_gb: float = _param(16.0, "feature cache limit (also at most half the RAM); above it phase 1 uses images")
+    cache_draws: int = _param(1, "training-set passes (balanced draw + augmentation) cached for phase 1",
+                              low=1, high=100)
+    cache_max_gb: float = _param(16.0, "feature cache limit (also at most half the RAM); above it phase 1 uses images",
+                                 low=0, high=4096, low_open=True)
     deterministic: bool = _param(True, "TensorFlow op determinism: same seed, same metrics")
     training_cache: bool = _param(True, "reuse a model trained before under the same recipe, data, split and code "
                                         "(ARTIFACTS/.cache/training/; --no-cache sets false)", determines_model=False)
@@ -139,14 +198,16 @@ class TrainSection(_Section):
 class EvaluationSection(_Section):
     """How results are scored and what else chapter 5 trains."""
 
-    bootstrap_resamples: int = _param(1000, "test-set resamples for every 95 % interval")
+    bootstrap_resamples: int = _param(1000, "test-set resamples for every 95 % interval", low=10, high=100_000)
     ablation_models: str = _param("multiscale,class_attention,soft_attention_public",
                                   "model kinds trained beside the two main models, comma-separated")
     ablation_mode: str = _param("shared_backbone", "shared_backbone: each variant's attention and head trained on "
                                 "the baseline's frozen backbone (seconds); full: each variant trained end to end "
                                 "(the report's)", choices=("shared_backbone", "full"))
-    ablation_head_epochs: int = _param(8, "shared_backbone mode: epochs of each head on the cached features")
-    ablation_seeds: int = _param(3, "shared_backbone mode: seeds per variant (the run's seed and the next ones)")
+    ablation_head_epochs: int = _param(8, "shared_backbone mode: epochs of each head on the cached features",
+                                       low=1, high=1000)
+    ablation_seeds: int = _param(3, "shared_backbone mode: seeds per variant (the run's seed and the next ones)",
+                                 low=1, high=100)
     extra_seeds: str = _param("", "more training seeds for both main models, comma-separated (e.g. 1,2)")
     leakage_protocols: str = _param("image", "protocols the SA model is also trained and tested under")
 
@@ -167,7 +228,8 @@ class EvaluationSection(_Section):
 class InterpretabilitySection(_Section):
     """What chapter 6 shows."""
 
-    explain_per_class: int = _param(2, "test images per class shown with their maps: correct first, then mistakes")
+    explain_per_class: int = _param(2, "test images per class shown with their maps: correct first, then mistakes",
+                                    low=0, high=100)
 
 
 SECTIONS = {"data": DataSection, "split": SplitSection, "pipeline": PipelineSection, "model": ModelSection,
@@ -247,8 +309,12 @@ DEFAULTS: dict[str, Any] = {"seed": 0, **{name: f.default for name, (_, f) in _F
 
 
 def help_text(name: str) -> str:
-    """The one-line explanation of parameter ``name`` (for ``profiles --show``)."""
-    return SEED_HELP if name == "seed" else _FLAT[name][1].metadata["help"]
+    """The one-line explanation of parameter ``name`` and what it accepts (for ``profiles --show``)."""
+    if name == "seed":
+        return f"{SEED_HELP} [an integer from 0 to {SEED_MAX}]"
+    f = _FLAT[name][1]
+    accepts = allowed(f)
+    return f.metadata["help"] + ("" if accepts == "text" else f" [{accepts}]")  # free text explains itself
 
 
 def sections(params: Mapping[str, Any]) -> StudyParameters:
@@ -326,8 +392,8 @@ def _parse_value(name: str, text: str, default: Any) -> Any:
         if isinstance(default, float):
             return float(text)
     except ValueError:
-        kind = "true/false" if isinstance(default, bool) else type(default).__name__
-        raise ParameterError(f"--set {name}={text}: expected a {kind} value (the profile has {default!r})") from None
+        expected = "an integer" if name == "seed" else allowed(_FLAT[name][1])
+        raise ParameterError(f"--set {name}={text}: expected {expected} (the profile has {default!r})") from None
     return text
 
 
@@ -336,25 +402,51 @@ def as_list(value) -> list[str]:
     return [item.strip() for item in str(value).split(",") if item.strip()]
 
 
+SEED_MAX = 2**32 - 1  # NumPy's and TensorFlow's seeds are unsigned 32-bit
+MODEL_KINDS = ("baseline", "soft_attention", "soft_attention_public", "multiscale", "class_attention")
+MIN_TRAIN_SHARE = 0.4  # what val_fraction + test_fraction must leave for training
+
+
+def _check_seed(name: str, text) -> None:
+    if isinstance(text, bool) or not (isinstance(text, int) or str(text).isdigit()) or not 0 <= int(text) <= SEED_MAX:
+        raise ParameterError(f"{name}={text!r}: expected an integer from 0 to {SEED_MAX}")
+
+
+def check_seed_text(text: str) -> None:
+    """A seed typed on the command line (``--seed``): an integer from 0 to :data:`SEED_MAX`."""
+    import argparse
+
+    try:
+        _check_seed("seed", text.strip())
+    except ParameterError:
+        raise argparse.ArgumentTypeError(f"{text}: expected an integer from 0 to {SEED_MAX}") from None
+
+
+def field_of(name: str) -> Field:
+    """The declaration of flat parameter ``name`` (its default, help, choices and range)."""
+    return _FLAT[name][1]
+
+
 def _check(params: dict[str, Any]) -> None:
-    """Reject values outside their allowed choices or ranges, naming the parameter."""
-    sections(params)  # choices, checked where each field is declared
-    if params["image_size"] < 32:
-        raise ParameterError(f"image_size={params['image_size']}: expected at least 32 (ResNet50 downsamples by 32)")
-    for name in ("val_fraction", "test_fraction", "unfreeze_fraction", "dropout", "label_smoothing"):
-        if not 0 <= params[name] < 1:
-            raise ParameterError(f"{name}={params[name]}: expected a fraction in [0, 1)")
+    """Reject values outside their allowed choices or ranges, naming the parameter: before a run starts."""
+    _check_seed("seed", params["seed"])
+    sections(params)  # each field's type, choices and range, checked where it is declared
+    if params["val_fraction"] + params["test_fraction"] > 1 - MIN_TRAIN_SHARE:
+        raise ParameterError(f"val_fraction={params['val_fraction']} and test_fraction={params['test_fraction']}: "
+                             f"expected together at most {1 - MIN_TRAIN_SHARE:g}, leaving "
+                             f"{MIN_TRAIN_SHARE:.0%} of the images for training")
+    if params["epochs_phase1"] + params["epochs_phase2"] < 1:
+        raise ParameterError("epochs_phase1=0 and epochs_phase2=0: expected at least one epoch of two-phase training")
     for protocol in as_list(params["leakage_protocols"]):
         if protocol not in _CHOICES["split_protocol"]:
             raise ParameterError(f"leakage_protocols: {protocol!r} is not a split protocol; expected some of "
                                  f"{', '.join(_CHOICES['split_protocol'])}, comma-separated")
+    for kind in as_list(params["ablation_models"]):
+        if kind not in MODEL_KINDS:
+            raise ParameterError(f"ablation_models: {kind!r} is not a model kind; expected some of "
+                                 f"{', '.join(MODEL_KINDS)}, comma-separated (or empty for none)")
     for seed in as_list(params["extra_seeds"]):
-        if not seed.isdigit():
-            raise ParameterError(f"extra_seeds: {seed!r} is not a seed; expected integers, comma-separated (e.g. 1,2)")
-    for name in ("batch_size", "attention_heads", "synthetic_images", "synthetic_size", "cache_draws",
-                 "ablation_head_epochs", "ablation_seeds"):
-        if params[name] < 1:
-            raise ParameterError(f"{name}={params[name]}: expected a positive integer")
+        _check_seed("extra_seeds", seed)
 
 
 def split_assignment(text: str) -> tuple[str, str]:

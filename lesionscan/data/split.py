@@ -19,6 +19,7 @@ from sklearn.model_selection import train_test_split
 from lesionscan.core.atomic import write_csv
 from lesionscan.core.classes import CLASSES
 from lesionscan.core.errors import DataError, ParameterError
+from lesionscan.data.ham10000 import METADATA_FILES
 
 PROTOCOLS = ("seed", "lesion", "image")
 SUBSETS = ("train", "val", "test")
@@ -134,8 +135,48 @@ def _validate(split: pd.DataFrame, source: str) -> None:
         raise DataError(f"split {source} is invalid:\n  - " + "\n  - ".join(shown))
 
 
-def write_split(split: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Save a split as CSV (atomically), so every later step and the book read the same assignment."""
+def _is_split_file(path: Path) -> bool:
+    """Whether an existing file is one ``write_split`` wrote (its header), or empty: safe to replace."""
+    with open(path, "rb") as handle:
+        first = handle.readline(4096)
+    return not first or first.decode("utf-8", "replace").strip() == ",".join(SPLIT_COLUMNS)
+
+
+def check_split_target(path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Path:
+    """Refuse a path where writing a split would destroy or change data; return it.
+
+    Refused: a folder; a path named like a data set's metadata file, in any
+    case (written there, a split replaces the metadata, or is read as it next
+    time: the CSV is preferred over Dataverse's .tab); an existing file that
+    is not a split (nothing but a split is ever replaced); and, when
+    ``data_dir`` is given, any path inside the data directory (links
+    resolved): a data set is input, fingerprinted by its checksum, and
+    outputs belong elsewhere.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise ParameterError(f"split file {target} is a folder; expected a file path such as {target / 'split.csv'}")
+    if target.name.lower() in {name.lower() for name in METADATA_FILES}:  # macOS and Windows ignore case
+        raise ParameterError(f"split file {target} has the name of a data set's metadata file: written there it "
+                             "would replace the metadata, or be read as it; choose another name, outside the data "
+                             "directory")
+    if data_dir is not None:
+        root, resolved = Path(data_dir).resolve(), target.resolve()
+        if resolved == root or root in resolved.parents:
+            raise ParameterError(f"split file {target} is inside the data directory {root}; a data set is input: "
+                                 "write the split outside it")
+    if target.exists() and not _is_split_file(target):
+        raise ParameterError(f"split file {target} exists and is not a split (its first line is not "
+                             f"{','.join(SPLIT_COLUMNS)}); refusing to replace it: choose another path")
+    return target
+
+
+def write_split(split: pd.DataFrame, path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Path:
+    """Save a split as CSV (atomically), so every later step and the book read the same assignment.
+
+    ``path`` must pass ``check_split_target`` (with ``data_dir``, the data set the split is of).
+    """
+    check_split_target(path, data_dir)
     _validate(split.reset_index(drop=True), "to write")
     return write_csv(path, split[list(SPLIT_COLUMNS)].sort_values("image_id", kind="stable"))
 

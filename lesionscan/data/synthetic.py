@@ -84,9 +84,9 @@ def class_counts(n_images: int, min_share: float = 0.025, min_images: int = 12) 
     """
     floor = max(min_images, round(min_share * n_images))
     if n_images < floor * len(CLASSES) * 2:
-        raise ParameterError(
-            f"images={n_images} is too small: need at least {min_images * len(CLASSES) * 2} "
-            f"so that every class has {min_images} or more images to split")
+        raise ParameterError(  # n_images: the CLI checks --images and the study synthetic_images first
+            f"n_images={n_images} is too small: need at least {floor * len(CLASSES) * 2} "
+            f"so that every class has {floor} or more images to split")
     total = sum(HAM10000_COUNTS.values())
     counts = {dx: max(floor, round(n_images * c / total)) for dx, c in HAM10000_COUNTS.items()}
     counts["nv"] += n_images - sum(counts.values())
@@ -272,11 +272,18 @@ def generate(out_dir: str | Path, n_images: int = 700, size: int = 128, seed: in
     so ``out_dir`` is either complete or absent. An existing ``out_dir`` is
     replaced only if it is itself a synthetic dataset (it has our marker).
     """
-    if size < 32:
+    if size < 32:  # size: the CLI checks --size and the study synthetic_size first
         raise ParameterError(f"size={size} is too small: need at least 32 px")
     out = Path(out_dir)
     if out.exists() and not (out / ".lesionscan-synthetic").exists():
-        raise ParameterError(f"{out} exists and is not a LesionScan synthetic dataset; choose an empty path")
+        instead = "choose a path that does not exist yet (it is created), or a synthetic dataset written before"
+        if not out.is_dir():
+            raise ParameterError(f"{out} is a file, not a folder: {instead}")
+        if not any(out.iterdir()):
+            raise ParameterError(f"{out} is an empty folder, not a LesionScan synthetic dataset: remove the folder "
+                                 f"or {instead}")
+        raise ParameterError(f"{out} exists and is not a LesionScan synthetic dataset (it has no "
+                             f".lesionscan-synthetic marker): refusing to replace it; {instead}")
     rng = np.random.default_rng(seed)
     width, height = size, round(size * 3 / 4)
     rows, arrays = [], []

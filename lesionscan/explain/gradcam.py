@@ -32,8 +32,9 @@ def default_layer(model) -> str:
         if name in names:
             return name
     raise ParameterError(
-        f"model {model.name!r} has neither a {ATTENTION_LAYER!r} nor a {BACKBONE_OUTPUT!r} layer; "
-        "pass layer=NAME naming the convolutional feature layer to explain")
+        f"model {model.name!r} has neither a {ATTENTION_LAYER!r} nor a {BACKBONE_OUTPUT!r} layer, so Grad-CAM has no "
+        "default layer; call gradcam(model, images, classes, layer=NAME) or GradcamExplainer(model, layer=NAME) "
+        "naming a layer that outputs a feature map (batch, height, width, channels)")
 
 
 def _feature_tensor(model, layer_name: str):

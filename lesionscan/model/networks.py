@@ -34,7 +34,7 @@ import pandas as pd
 
 from lesionscan.core.classes import CLASSES
 from lesionscan.core.errors import ParameterError
-from lesionscan.core.parameters import ModelSection
+from lesionscan.core.parameters import MODEL_KINDS, ModelSection
 from lesionscan.model.layers import (
     ATTENDED_FEATURES_LAYER,
     ATTENTION_CLASSES,
@@ -50,7 +50,7 @@ from lesionscan.model.layers import (
     SoftAttentionPublic,
 )
 
-KINDS = ("baseline", "soft_attention", "soft_attention_public", "multiscale", "class_attention")
+KINDS = MODEL_KINDS  # declared with the parameters, which check ablation_models against it
 
 
 def _backbone(inputs, weights: str):

@@ -30,6 +30,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from lesionscan.core.classes import CLASSES
 from lesionscan.core.errors import DataError, ParameterError
+from lesionscan.data.images import to_rgb8
 
 # Default augmentation strengths (Keras preprocessing-layer factors).
 ROTATION = 0.5      # fraction of a full turn either way: dermoscopy has no "up"
@@ -49,10 +50,14 @@ def preprocess(images):
 
 
 def load_image(path, image_size: int) -> np.ndarray:
-    """Decode a JPEG/PNG file into a uint8 RGB array resized to image_size x image_size."""
+    """Decode a JPEG/PNG file into a uint8 RGB array resized to image_size x image_size.
+
+    Pixels become 8-bit RGB by ``images.to_rgb8``'s rule (16-bit >> 8, alpha dropped, EXIF orientation
+    applied), the one every decoder of the package shares.
+    """
     try:
         with Image.open(path) as img:
-            img = img.convert("RGB").resize((int(image_size), int(image_size)), Image.Resampling.BILINEAR)
+            img = to_rgb8(img, source=path).resize((int(image_size), int(image_size)), Image.Resampling.BILINEAR)
             return np.asarray(img, dtype=np.uint8)
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot decode image ({exc})") from exc

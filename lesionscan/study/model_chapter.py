@@ -25,9 +25,10 @@ class ModelChapter:
     result: experiments.Result | None = field(default=None, repr=False)
 
     @classmethod
-    def open(cls, kind: str, profile: str, artifacts_dir: str, data_dir: str | None, overrides: dict) -> ModelChapter:
+    def open(cls, kind: str, profile: str, artifacts_dir: str, data_dir: str | None, overrides: dict,
+             run_dir: str | None = None) -> ModelChapter:
         """The chapter of model ``kind`` in the run a chapter's parameters cell names."""
-        return cls(open_run(profile, artifacts_dir, data_dir, overrides), kind)
+        return cls(open_run(profile, artifacts_dir, data_dir, overrides, run_dir=run_dir), kind)
 
     def train(self) -> None:
         """Train and score the model under the run's recipe (the test subset is scored once, after training).

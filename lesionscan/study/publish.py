@@ -31,8 +31,12 @@ def check_html_target(target: str | os.PathLike) -> Path:
     absolute path; raises :class:`LesionScanError` naming the path otherwise.
     """
     path = Path(target).absolute()
-    if path.is_symlink() or (path.exists() and not path.is_dir()):
-        raise LesionScanError(f"--html-dir {path} exists and is not a folder: choose another path")
+    choose = "choose a new folder, an empty one, or one a previous --html-dir wrote"
+    if path.is_symlink():  # replacing it would replace the link, not the folder it points to
+        raise LesionScanError(f"--html-dir {path} is a symbolic link (to {os.readlink(path)}): refusing to publish "
+                              f"through it; choose a folder that is not a link ({choose.removeprefix('choose ')})")
+    if path.exists() and not path.is_dir():
+        raise LesionScanError(f"--html-dir {path} is a file, not a folder: {choose}")
     if path.is_dir() and any(path.iterdir()) and not (path / HTML_MARKER).is_file():
         raise LesionScanError(
             f"--html-dir {path} exists and is not a LesionScan HTML output (it has no {HTML_MARKER} file): "

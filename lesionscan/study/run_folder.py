@@ -29,6 +29,7 @@ PARAMS_FILE = "params.json"
 OUTPUT_DIRS = ("models", "predictions", "metrics", "figures", "tables", "splits", "logs", "book", "_build")
 OUTPUT_FILES = ("split.csv", "manifest.json")
 BOOK_DIRS = ("book", "_build")
+INCOMPLETE_SUFFIX = ".incomplete"  # ARTIFACTS/PROFILE.incomplete: a study still running, failed or interrupted
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Run:
 
     dir: Path
     params: dict[str, Any]
+    root: Path | None = None  # the artifacts folder (shared data and caches); default: the run folder's parent
     _parameters: parameters.StudyParameters | None = field(default=None, init=False, repr=False, compare=False)
     _data_checksum: str | None = field(default=None, init=False, repr=False, compare=False)
     _dataset: Any = field(default=None, init=False, repr=False, compare=False)
@@ -208,14 +210,19 @@ class Run:
         return self._data_checksum
 
     @property
+    def artifacts(self) -> Path:
+        """The artifacts folder: its ``data/`` and ``.cache/`` are shared by every run under it."""
+        return self.root if self.root is not None else self.dir.parent
+
+    @property
     def training_cache_dir(self) -> Path:
         """The training cache shared by every run under the same artifacts folder (outside each run's folder)."""
-        return self.dir.parent / ".cache" / "training"
+        return self.artifacts / ".cache" / "training"
 
     @property
     def map_cache_dir(self) -> Path:
         """Chapter 6's map scores, cached beside the models they were computed from."""
-        return self.dir.parent / ".cache" / "maps"
+        return self.artifacts / ".cache" / "maps"
 
     # --- a new run ---------------------------------------------------------
     def clear_outputs(self, keep_book: bool = False) -> None:
@@ -288,20 +295,33 @@ def prepare_data(artifacts: Path, params: dict[str, Any], data_dir: str | os.Pat
     return path.resolve()
 
 
+def complete_dir(artifacts: str | os.PathLike, profile: str) -> Path:
+    """Where the last complete run of ``profile`` lives (what the book and a chapter opened by hand read)."""
+    return Path(artifacts).resolve() / profile
+
+
+def incomplete_dir(artifacts: str | os.PathLike, profile: str) -> Path:
+    """Where ``lesionscan study`` writes a run until it has finished: a failed run stays here, marked so."""
+    return Path(artifacts).resolve() / f"{profile}{INCOMPLETE_SUFFIX}"
+
+
 def create(profile: str, artifacts: str | os.PathLike = "artifacts", data_dir: str | os.PathLike | None = None,
-           overrides=()) -> Run:
+           overrides=(), run_dir: str | os.PathLike | None = None) -> Run:
     """Resolve the parameters, prepare the data and write ``params.json``.
 
-    When the parameters differ from those the folder last ran with, the
-    earlier run's outputs are removed first: a chapter run on its own with a
-    changed knob must not read a model or table the old parameters made.
+    ``run_dir``: the folder to write in (``lesionscan study`` gives a new one,
+    :func:`incomplete_dir`); default ``ARTIFACTS/PROFILE``. When the parameters
+    differ from those the folder last ran with, the earlier run's outputs are
+    removed first: a chapter run on its own with a changed knob must not read
+    a model or table the old parameters made.
     """
     params = parameters.resolve(profile, overrides)
     if data_dir is not None:
         params["data"] = "directory"
     artifacts = Path(artifacts).resolve()
     params["data_dir"] = str(prepare_data(artifacts, params, data_dir))
-    run = Run(dir=artifacts / profile, params=params)
+    run = Run(dir=Path(run_dir).resolve() if run_dir is not None else complete_dir(artifacts, profile), params=params,
+              root=artifacts)
     run.dir.mkdir(parents=True, exist_ok=True)
     params_file = run.dir / PARAMS_FILE
     if not params_file.exists() or json.loads(params_file.read_text()) != json.loads(json.dumps(params)):
@@ -311,15 +331,24 @@ def create(profile: str, artifacts: str | os.PathLike = "artifacts", data_dir: s
 
 
 def open_run(profile: str = "smoke", artifacts: str | os.PathLike = "artifacts",
-             data_dir: str | os.PathLike | None = None, overrides: dict | None = None) -> Run:
+             data_dir: str | os.PathLike | None = None, overrides: dict | None = None,
+             run_dir: str | os.PathLike | None = None) -> Run:
     """The run a chapter works in.
 
-    Inside ``lesionscan study`` the run already exists and its ``params.json``
-    is the truth. A chapter run on its own (an instructor changing a knob in
-    the parameters cell) creates or updates the run with its overrides.
+    Inside ``lesionscan study`` the run already exists in ``run_dir`` (the
+    chapter's parameter) and its ``params.json`` is the truth. A chapter run
+    on its own (an instructor changing a knob in the parameters cell) works
+    in ``ARTIFACTS/PROFILE``, creating or updating the run with its overrides.
     """
-    run_dir = Path(artifacts).resolve() / profile
-    params_file = run_dir / PARAMS_FILE
+    artifacts = Path(artifacts).resolve()
+    if run_dir is not None:
+        params_file = Path(run_dir) / PARAMS_FILE
+        if not params_file.exists():
+            raise ParameterError(f"run_dir={run_dir}: no {PARAMS_FILE} there; it is set by `lesionscan study` (leave "
+                                 "it None to work in ARTIFACTS/PROFILE)")
+        return Run(dir=Path(run_dir).resolve(), params=json.loads(params_file.read_text()), root=artifacts)
+    folder = complete_dir(artifacts, profile)
+    params_file = folder / PARAMS_FILE
     if params_file.exists() and not overrides and data_dir is None:
-        return Run(dir=run_dir, params=json.loads(params_file.read_text()))
+        return Run(dir=folder, params=json.loads(params_file.read_text()), root=artifacts)
     return create(profile, artifacts, data_dir, overrides or {})

@@ -21,11 +21,11 @@ from importlib import metadata
 from pathlib import Path
 
 from lesionscan.core import atomic
-from lesionscan.core.errors import ChapterError, LesionScanError
-from lesionscan.model import networks
-from lesionscan.study import experiments, findings, reproducibility, results, run_folder
+from lesionscan.core.errors import ChapterError, LesionScanError, Terminated
+from lesionscan.study import experiments, findings, preflight, reproducibility, results, run_folder
 from lesionscan.study.results import CHAPTERS
 
+REPLACED_SUFFIX = ".replaced"  # the previous complete run, for the moment between two renames
 _BOOK_FILES = ("_config.yml", "_toc.yml", "references.bib")
 _BOOK_DIRS = ("book", "_static")
 _VERSIONED = ("lesionscan", "tensorflow", "keras", "numpy", "pandas", "scikit-learn", "tf-keras-vis",
@@ -93,8 +93,8 @@ def execute_chapter(root: Path, chapter: str, stage: Path, run: run_folder.Run) 
     unexecuted = stage / "notebooks" / f".{chapter}.input.ipynb"
     jupytext.write(notebook, unexecuted)
     output = stage / "notebooks" / f"{chapter}.ipynb"
-    chapter_parameters = {"profile": run.params["profile"], "artifacts_dir": str(run.dir.parent),
-                          "data_dir": None, "overrides": {}}
+    chapter_parameters = {"profile": run.params["profile"], "artifacts_dir": str(run.artifacts),
+                          "run_dir": str(run.dir), "data_dir": None, "overrides": {}}
     log = run.log_path(chapter)
     log.parent.mkdir(exist_ok=True)
     try:
@@ -191,16 +191,37 @@ def run_study(profile: str = "smoke", data_dir: str | None = None, artifacts: st
               overrides=(), chapters=CHAPTERS, build: bool = True) -> Path:
     """Run ``chapters`` for ``profile`` and build the book; return ``index.html``'s path.
 
+    Nothing is written before every check that needs no training has passed
+    (``preflight``). The run is written to ``ARTIFACTS/PROFILE.incomplete``
+    and replaces ``ARTIFACTS/PROFILE`` only when it has finished: a run that
+    fails or is interrupted (Ctrl-C, SIGTERM) leaves the last complete run and
+    its book as they were, and its own folder marked ``failed`` or
+    ``interrupted`` in its manifest, with the chapter and the reason. One
+    study at a time per artifacts folder (``preflight.StudyLock``).
+    """
+    root = project_root()
+    _, artifacts_dir = preflight.check_before_writing(profile, artifacts, data_dir, overrides)
+    with preflight.StudyLock(artifacts_dir, profile), _sigterm_as_interrupt():
+        _recover_interrupted_swap(artifacts_dir, profile)
+        staging = run_folder.incomplete_dir(artifacts_dir, profile)
+        if staging.exists():  # an earlier run that did not finish: never a complete one
+            shutil.rmtree(staging)
+        index = _run_chapters(root, profile, artifacts_dir, data_dir, overrides, chapters, build, staging)
+        final = run_folder.complete_dir(artifacts_dir, profile)
+        _replace_complete_run(staging, final)
+        return final / index.relative_to(staging)
+
+
+def _run_chapters(root: Path, profile: str, artifacts: Path, data_dir, overrides, chapters, build: bool,
+                  staging: Path) -> Path:
+    """Run the chapters (and build the book) in ``staging``; return index.html's path there, or the run folder.
+
     The manifest records, per chapter, its time, its status and the files it
     wrote; a chapter that ends without writing one of its declared results
     fails the study here, naming the result.
     """
-    root = project_root()
     started, t0 = _now(), time.monotonic()
-    run = run_folder.create(profile, artifacts, data_dir, overrides)
-    run.clear_outputs()
-    networks.check_weights(run.parameters.model.weights)
-
+    run = run_folder.create(profile, artifacts, data_dir, overrides, run_dir=staging)
     manifest = {
         "profile": profile,
         "parameters": run.params,
@@ -219,19 +240,21 @@ def run_study(profile: str = "smoke", data_dir: str | None = None, artifacts: st
     atomic.write_json(run.manifest_path, manifest)
     stage = run.stage_dir
     _stage_book(root, stage)
-    print(f"LesionScan study: profile {profile!r}, artifacts in {run.dir}", flush=True)
+    print(f"LesionScan study: profile {profile!r}, written to {run.dir} until it has finished", flush=True)
     before = run.output_files()
     _print_plan(run, chapters)
     manifest["prepared"] = _written(run, before)  # the splits the plan needed, made before the first chapter
+    current = "(before the first chapter)"
     try:
         for number, chapter in enumerate(chapters, start=1):
+            current = chapter
             print(f"\n=== [{number}/{len(chapters)}] {chapter} ({time.monotonic() - t0:.0f} s so far) ===",
                   flush=True)
             t_chapter, before = time.monotonic(), run.output_files()
             try:
                 execute_chapter(root, chapter, stage, run)
                 _check_declared(run, chapter)
-            except ChapterError:
+            except BaseException:
                 manifest["chapters"][chapter] = {"seconds": round(time.monotonic() - t_chapter, 1),
                                                  "status": "failed", "wrote": _written(run, before)}
                 raise
@@ -242,21 +265,80 @@ def run_study(profile: str = "smoke", data_dir: str | None = None, artifacts: st
         manifest["models"] = trained_models(run)
         index = None
         if build:
+            current = "book build"
             print("\n=== building the book ===", flush=True)
             t_build = time.monotonic()
             _write_generated_pages(root, run, manifest)
             index = build_book(stage, run.dir)
             manifest["chapters"]["book build"] = {"seconds": round(time.monotonic() - t_build, 1), "status": "ok"}
         manifest["status"] = "ok"
-    except BaseException:
-        manifest["status"] = "failed"
+    except BaseException as err:
+        interrupted = isinstance(err, KeyboardInterrupt)
+        reason = ("SIGTERM" if isinstance(err, Terminated) else "Ctrl-C") if interrupted else \
+            (str(err).strip().splitlines() or [type(err).__name__])[0]
+        manifest["status"] = "interrupted" if interrupted else "failed"
+        manifest["stopped"] = {"chapter": current, "reason": reason}
         raise
     finally:
         manifest["finished"] = _now()
         manifest["seconds"] = round(time.monotonic() - t0, 1)
         atomic.write_json(run.manifest_path, manifest)
         _print_summary(manifest)
+        if manifest["status"] != "ok":
+            _print_where_things_are(run, manifest)
     return index if index is not None else run.dir
+
+
+def _print_where_things_are(run: run_folder.Run, manifest: dict) -> None:
+    """After a failed or interrupted run: what stopped, and that the last complete run is untouched."""
+    final = run_folder.complete_dir(run.artifacts, manifest["profile"])
+    stopped = manifest.get("stopped", {})
+    print(f"\nThis run {manifest['status']} in {stopped.get('chapter')} ({stopped.get('reason')}). Its outputs stay in "
+          f"{run.dir}, marked {manifest['status']} in its manifest.json; the next study replaces them.", flush=True)
+    if (final / run_folder.PARAMS_FILE).exists():
+        print(f"The last complete run is untouched: {final}"
+              + (f" (book: {final / '_build' / 'html' / 'index.html'})"
+                 if (final / "_build" / "html" / "index.html").exists() else ""), flush=True)
+
+
+def _replace_complete_run(staging: Path, final: Path) -> None:
+    """Make the finished run in ``staging`` the complete run ``final``: two renames, then the old one goes."""
+    old = final.with_name(final.name + REPLACED_SUFFIX)
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        os.rename(final, old)
+    os.rename(staging, final)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def _recover_interrupted_swap(artifacts: Path, profile: str) -> None:
+    """A study stopped between :func:`_replace_complete_run`'s two renames: put the complete run back first."""
+    final = run_folder.complete_dir(artifacts, profile)
+    old = final.with_name(final.name + REPLACED_SUFFIX)
+    if old.exists() and not final.exists():
+        os.rename(old, final)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM raises :class:`Terminated` (a KeyboardInterrupt) in the main thread, so the run is marked and closed."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _print_plan(run: run_folder.Run, chapters) -> None:

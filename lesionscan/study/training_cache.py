@@ -36,10 +36,10 @@ from lesionscan.core.parameters import TrainingRecipe
 
 FORMAT = 1
 # The source that trains and scores a model: a change in any of these files retrains.
-CODE = ("model/pipeline.py", "model/layers.py", "model/networks.py", "model/train.py", "analysis/evaluation.py",
-        "study/experiments.py", "study/shared_backbone.py", "study/training_cache.py")
+CODE = ("data/images.py", "model/pipeline.py", "model/layers.py", "model/networks.py", "model/train.py",
+        "analysis/evaluation.py", "study/experiments.py", "study/shared_backbone.py", "study/training_cache.py")
 # Libraries whose version can change the numbers a training gives.
-LIBRARIES = ("tensorflow", "keras", "numpy", "scikit-learn")
+LIBRARIES = ("tensorflow", "keras", "numpy", "scikit-learn", "pillow")
 # What a trained model's entry holds (study.results.TRAINED), each stored as NAME + suffix.
 MODEL_FILES = {"model": ".keras", "history": ".csv", "predictions": ".csv", "metrics": ".json"}
 FILES = tuple(MODEL_FILES)

@@ -156,3 +156,64 @@ def test_the_smoke_ablation_trains_heads_on_the_baselines_backbone(smoke_run):
     np.testing.assert_array_equal(baseline.get_layer("conv1_conv").get_weights()[0],
                                   head.get_layer("conv1_conv").get_weights()[0])
     assert "Ablation mode: shared backbone" in (index.parent / "notebooks" / "05_ablation.html").read_text()
+
+
+def _state(folder):
+    """Every file of a run folder: content hashes, and (size, mtime) for the large model files."""
+    import hashlib
+
+    return {p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns) if p.suffix == ".keras"
+            else hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_an_interrupted_study_leaves_the_last_run_untouched_and_a_rerun_completes(smoke_run, tmp_path):
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it) while chapter 3 runs, then the same study again.
+
+    Issue 13: a study that failed or was interrupted deleted the last good run. Now the complete run and its
+    book stay as they were, the interrupted run is marked so in its own folder, and no chapter kernel is left.
+    The smoke study's artifacts (its run and training cache) are copied as hard links first, so the other
+    tests keep reading theirs; the writers only ever rename files into place, never edit them.
+    """
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from lesionscan.study import run_folder
+
+    artifacts = tmp_path / "artifacts"
+    shutil.copytree(smoke_run[0].parent, artifacts, copy_function=os.link)
+    run_dir = artifacts / "smoke"
+    index = run_dir / smoke_run[1].relative_to(smoke_run[0])
+    before = _state(run_dir)
+    process = subprocess.Popen([str(Path(sys.executable).parent / "lesionscan"), "study", "--profile", "smoke",
+                                "--artifacts", str(artifacts)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, start_new_session=True)
+    seen = []
+    try:
+        for line in process.stdout:
+            seen.append(line)
+            if line.startswith("=== [3/6] 03_baseline"):
+                break
+        os.killpg(process.pid, signal.SIGINT)
+        seen.append(process.communicate(timeout=180)[0])
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    output = "".join(seen)
+    assert process.returncode == 130, output
+    assert "lesionscan: interrupted" in output and "Traceback" not in output
+    with pytest.raises(ProcessLookupError):
+        os.killpg(process.pid, 0)  # no chapter kernel of the interrupted study is left running
+    assert _state(run_dir) == before, "the interrupted study changed the last complete run"
+    partial = run_folder.incomplete_dir(artifacts, "smoke")
+    manifest = json.loads((partial / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    assert manifest["stopped"] == {"chapter": "03_baseline", "reason": "Ctrl-C"}
+    assert f"The last complete run is untouched: {run_dir}" in output
+
+    again = runner.run_study("smoke", artifacts=str(artifacts))  # warm: every model from the training cache
+    assert again == index and index.exists() and not partial.exists()
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "ok"

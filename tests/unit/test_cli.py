@@ -144,3 +144,86 @@ def test_study_without_imagenet_weights_fails_before_any_chapter(dataset, tmp_pa
                              "--artifacts", tmp_path / "artifacts")
     assert code == 2 and "--set weights=PATH" in err and "--set weights=none" in err
     assert "01_data" not in out
+
+
+# --- one error path (issue 13) ------------------------------------------------------------------------------
+
+def _console_script():
+    import sys
+    from pathlib import Path
+
+    return str(Path(sys.executable).parent / "lesionscan")
+
+
+def test_an_os_error_is_one_line_naming_the_path(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    code, _, err = run_cli(capsys, "data", "synth", blocker / "out", "--images", 200, "--size", 32)
+    assert code == 2 and "Traceback" not in err
+    assert err == f"lesionscan: error: {blocker}: is a file, where a folder was expected (File exists)\n"
+
+
+def test_a_bug_is_one_line_and_debug_shows_it_whole(monkeypatch, capsys):
+    def broken(args):
+        raise RuntimeError("a bug in a command")
+
+    monkeypatch.setattr(cli, "_cmd_profiles", broken)
+    code, _, err = run_cli(capsys, "profiles")
+    assert code == 1 and err.count("\n") == 2 and "Traceback" not in err
+    assert "internal error: RuntimeError: a bug in a command" in err and "--debug" in err
+    with pytest.raises(RuntimeError, match="a bug in a command"):
+        cli.main(["profiles", "--debug"])
+    monkeypatch.setenv(cli.DEBUG_VARIABLE, "1")
+    with pytest.raises(RuntimeError, match="a bug in a command"):
+        cli.main(["--debug", "profiles"])
+
+
+def test_ctrl_c_inside_a_command_is_status_130(monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_cmd_profiles", interrupted)
+    code, _, err = run_cli(capsys, "profiles")
+    assert code == 130 and err == "lesionscan: interrupted\n"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["data", "synth", "D", "--size", "40000"], "argument --size: 40000: expected an integer from 32 to 1024"),
+    (["data", "synth", "D", "--seed", "-1"], "argument --seed: -1: expected an integer from 0 to 4294967295"),
+    (["data", "synth", "D", "--images", "1000000"], "argument --images: 1000000: expected an integer from 168 to"),
+    (["data", "split", "D", "--out", "x", "--seed", "x"], "argument --seed: x: expected an integer from 0 to"),
+    (["data", "split", "D", "--out", "x", "--protocol", "random"], "argument --protocol: invalid choice"),
+    (["study", "--sett", "epochs=1"], "unrecognized arguments: --sett"),
+])
+def test_every_cli_option_is_checked_in_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and err.count("\n") == 1 and "usage:" not in err
+
+
+def test_a_closed_pipe_is_one_line_and_status_2():
+    """``lesionscan profiles --show smoke | head -1``, the reader gone before the output is written."""
+    import subprocess
+
+    process = subprocess.Popen([_console_script(), "profiles", "--show", "smoke"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    process.stdout.close()  # the reader is gone before the command writes
+    err = process.stderr.read().decode()
+    assert process.wait() == 2, err
+    assert err == "lesionscan: error: the output was closed before it ended (broken pipe)\n"
+
+
+def test_ctrl_c_while_the_command_starts_is_one_line_and_status_130(tmp_path):
+    """SIGINT during the seconds the console script spends importing TensorFlow: no traceback, no start-up noise."""
+    import signal
+    import subprocess
+    import time
+
+    process = subprocess.Popen([_console_script(), "study", "--artifacts", str(tmp_path / "a")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(0.5)  # the import alone takes seconds; a signal later than that is handled by main, same result
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err.decode()
+    assert err.decode() == "lesionscan: interrupted\n"

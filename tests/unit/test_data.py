@@ -8,6 +8,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
@@ -132,7 +133,7 @@ def test_unknown_class_label_names_row_and_value(tmp_path):
     rows[2] = (rows[2][0], rows[2][1], "melanoma")
     message = load_error(write_dataset(tmp_path / "ham", rows))
     # Data row index 2 is line 4 of the file (header is line 1).
-    assert re.search(r"row 4\b.*'melanoma'", message)
+    assert re.search(r"line 4\b.*'melanoma'", message)
     assert ham10000.METADATA_FILE in message and "akiec" in message
 
 
@@ -162,7 +163,7 @@ def test_truncated_jpeg_is_caught(tmp_path):
 def test_duplicate_image_id(tmp_path):
     rows = valid_rows() + [("HAM_0000009", "ISIC_0000001", "bcc")]
     message = load_error(write_dataset(tmp_path / "ham", rows))
-    assert "duplicate image_id ISIC_0000001" in message and "rows 3, 10" in message
+    assert "duplicate image_id ISIC_0000001" in message and "lines 3, 10" in message
 
 
 def test_lesion_with_two_labels(tmp_path):
@@ -308,7 +309,7 @@ def test_many_missing_images_are_one_capped_problem(tmp_path):
     message = load_error(root)
     assert message.startswith("1 problem(s)")
     assert f"{ham10000.METADATA_FILE}: 14 listed images not found" in message
-    assert "ISIC_2000000 (row 10)" in message and "ISIC_2000009 (row 19)" in message
+    assert "ISIC_2000000 (line 10)" in message and "ISIC_2000009 (line 19)" in message
     assert "ISIC_2000010" not in message and message.endswith("and 4 more")
 
 
@@ -326,7 +327,7 @@ def test_mask_of_the_wrong_size(tmp_path):
 def test_duplicate_image_id_in_tab_names_the_file(tmp_path):
     rows = valid_rows() + [("HAM_0000009", "ISIC_0000001", "bcc")]
     root = make_layout(tmp_path / "ham", "official-tab", rows=rows)
-    assert "HAM10000_metadata.tab: duplicate image_id ISIC_0000001 on rows 3, 10" in load_error(root)
+    assert "HAM10000_metadata.tab: duplicate image_id ISIC_0000001 on lines 3, 10" in load_error(root)
 
 
 def test_no_metadata_says_what_was_looked_for(tmp_path):
@@ -406,3 +407,263 @@ def test_real_data_in_other_layouts(real_data_dir, tmp_path):
         masked = expected.assign(mask_path=None) if root is kaggle else expected
         pd.testing.assert_frame_equal(comparable(df), masked)
     assert ham10000.check_report(kaggle).layout == "kaggle"
+
+
+# Issue 13: metadata as spreadsheets export it, line numbers, ids, columns, links, masks, image modes.
+
+def rewrite_metadata(root: Path, edit) -> Path:
+    """Apply ``edit`` to the metadata file's bytes."""
+    meta = root / ham10000.METADATA_FILE
+    meta.write_bytes(edit(meta.read_bytes()))
+    return meta
+
+
+def metadata_lines(root: Path) -> list[str]:
+    return (root / ham10000.METADATA_FILE).read_text().splitlines()
+
+
+def write_lines(root: Path, lines: list[str]) -> None:
+    (root / ham10000.METADATA_FILE).write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("header_too", [True, False])
+def test_trailing_comma_on_every_row_loads(tmp_path, header_too):
+    """A spreadsheet export ends every row (and often the header) with a comma: it loads as the clean file."""
+    expected = comparable(ham10000.load_dataset(write_dataset(tmp_path / "clean", valid_rows())))
+    root = write_dataset(tmp_path / "ham", valid_rows())
+    lines = metadata_lines(root)
+    write_lines(root, [line + ("," if header_too or k else "") for k, line in enumerate(lines)])
+    pd.testing.assert_frame_equal(comparable(ham10000.load_dataset(root)), expected)
+    assert not ham10000.check_report(root).problems
+
+
+def test_a_value_under_no_column_name_or_a_short_row_is_a_problem_of_its_line(tmp_path):
+    root = write_dataset(tmp_path / "ham", valid_rows())
+    lines = metadata_lines(root)
+    lines[3] += ",extra"
+    lines[5] = ",".join(lines[5].split(",")[:3])
+    write_lines(root, lines)
+    message = load_error(root)
+    assert message.startswith("2 problem(s)")
+    assert "line 4: value 'extra' in field 8, which has no column name in the header" in message
+    assert "line 6: 3 field(s), but the header names 7 columns" in message
+
+
+def test_line_numbers_count_blank_lines_quoted_line_breaks_and_empty_rows(tmp_path):
+    """Messages name the line an editor shows, whatever pandas would have skipped or joined."""
+    def build(root: Path, bad_dx: bool) -> None:
+        header, *rows = metadata_lines(root)
+        first = rows[0].split(",")
+        first[6] = '"back,\nupper"'
+        fourth = rows[3].split(",")
+        fourth[2] = "melanoma" if bad_dx else fourth[2]
+        write_lines(root, [header,                  # line 1
+                           ",".join(first),         # lines 2-3: a quoted field with a line break
+                           rows[1],                 # line 4
+                           "",                      # line 5: blank
+                           rows[2],                 # line 6
+                           ",,,,,,",                # line 7: a spreadsheet's empty row
+                           ",".join(fourth),        # line 8
+                           *rows[4:]])
+
+    root = write_dataset(tmp_path / "ham", valid_rows())
+    build(root, bad_dx=True)
+    assert "melanoma" in metadata_lines(root)[7]  # line 8 as an editor shows it
+    message = load_error(root)
+    assert message.startswith("1 problem(s)")
+    assert f"{ham10000.METADATA_FILE} line 8: unknown class label dx='melanoma'" in message
+    ok = write_dataset(tmp_path / "ok", valid_rows())
+    build(ok, bad_dx=False)
+    df = ham10000.load_dataset(ok).set_index("image_id")
+    assert len(df) == 8 and df.at["ISIC_0000000", "localization"] == "back,\nupper"
+
+
+@pytest.mark.parametrize("column, value", [("image_id", "ISIC_00\x0000001"), ("lesion_id", "HAM_\x00001"),
+                                           ("image_id", "ISIC_0000001\u200b"), ("lesion_id", "HAM\x01_1")])
+def test_nul_control_and_invisible_characters_in_ids_are_refused(tmp_path, column, value):
+    rows = valid_rows()
+    k = 1
+    rows[k] = (value, rows[k][1], rows[k][2]) if column == "lesion_id" else (rows[k][0], value, rows[k][2])
+    message = load_error(write_dataset(tmp_path / "ham", rows, skip_images=[value]))  # no such file name
+    assert f"line 3: {column} {value!r} holds a NUL, control or invisible character" in message
+    assert "\x00" not in message
+
+
+@pytest.mark.parametrize("column", ["dx", "image_id", "lesion_id", "age"])
+def test_a_column_named_twice_is_refused_by_name(tmp_path, column):
+    root = write_dataset(tmp_path / "ham", valid_rows())
+    position = COLUMNS.index(column)
+    write_lines(root, [f"{line},{line.split(',')[position]}" for line in metadata_lines(root)])
+    message = load_error(root)
+    assert f"names a column more than once ({column} is columns {position + 1}, 8)" in message
+    assert str(root / ham10000.METADATA_FILE) in message
+
+
+def test_a_symbolic_link_to_the_data_directory_is_the_data(tmp_path):
+    root = write_dataset(tmp_path / "ham", valid_rows(), masks=["ISIC_0000001"])
+    link = tmp_path / "link"
+    link.symlink_to(root, target_is_directory=True)
+    pd.testing.assert_frame_equal(comparable(ham10000.load_dataset(link)), comparable(ham10000.load_dataset(root)))
+    assert not ham10000.check_report(link).problems
+    assert ham10000.data_checksum(link) == ham10000.data_checksum(root)
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "gone")
+    assert f"data directory {dangling} is a symbolic link to {tmp_path / 'gone'}, which does not exist" in \
+        load_error(dangling)
+
+
+def write_mask(root: Path, image_id: str, image: Image.Image) -> Path:
+    path = root / ham10000.MASK_DIR / f"{image_id}_segmentation.png"
+    image.save(path)
+    return path
+
+
+def lesion(shape=(9, 12), inside=255, outside=0, dtype=np.uint8) -> np.ndarray:
+    """A mask array: a block of ``inside`` (the lesion) on ``outside``."""
+    mask = np.full(shape, outside, dtype=dtype)
+    mask[2:6, 3:8] = inside
+    return mask
+
+
+MASK_CASES = {  # name: (mask image, expected error kind or None, expected warning kinds)
+    "binary": (lambda: Image.fromarray(lesion()), None, ()),
+    "1-bit": (lambda: Image.fromarray(lesion() > 0), None, ()),
+    "0/1": (lambda: Image.fromarray(lesion(inside=1)), "no lesion", ()),
+    "16-bit 0/65535": (lambda: Image.fromarray(lesion(inside=65535, dtype=np.uint16)), None, ()),
+    "16-bit 0/1": (lambda: Image.fromarray(lesion(inside=1, dtype=np.uint16)), "no lesion", ()),
+    "grey levels": (lambda: Image.fromarray(lesion(inside=200, outside=30)), None, ("grey levels",)),
+    "RGB white": (lambda: Image.fromarray(lesion()).convert("RGB"), None, ("channels",)),
+    "RGB red": (lambda: Image.fromarray(np.dstack([lesion(), lesion(inside=0), lesion(inside=0)])), "no lesion",
+                ("channels",)),
+    "RGBA opaque": (lambda: Image.fromarray(lesion()).convert("RGBA"), None, ("channels",)),
+    "RGBA by alpha": (lambda: Image.fromarray(np.dstack([lesion(outside=255)] * 3 + [lesion()]), "RGBA"), "alpha",
+                      ("channels",)),
+}
+
+
+@pytest.mark.parametrize("case", list(MASK_CASES))
+def test_masks_the_chapter_would_misread_are_problems_others_warnings(tmp_path, case):
+    make, error, warnings = MASK_CASES[case]
+    root = write_dataset(tmp_path / "ham", valid_rows(), masks=["ISIC_0000001", "ISIC_0000004"])
+    mask = write_mask(root, "ISIC_0000004", make())
+    report = ham10000.check_report(root)
+    if error:
+        assert len(report.problems) == 1
+        assert report.problems[0] == f"1 mask file(s) {ham10000.MASK_ERRORS[error]}: {mask}"
+    else:
+        assert report.problems == []
+    assert report.warnings == [f"1 mask file(s) {ham10000.MASK_WARNINGS[w]}: {mask}" for w in warnings]
+    assert f"warnings: {len(warnings) or 'none'}" in report.summary()
+    assert all(w in report.summary() for w in report.warnings)
+
+
+def test_many_alike_masks_make_one_capped_line(tmp_path):
+    ids = [r[1] for r in valid_rows()]
+    root = write_dataset(tmp_path / "ham", valid_rows(), masks=ids)
+    for image_id in ids:
+        write_mask(root, image_id, Image.fromarray(lesion(inside=1)))
+    problems = ham10000.check_report(root).problems
+    assert len(problems) == 1 and problems[0].startswith("8 mask file(s) mark the lesion only with values below 128")
+    assert problems[0].endswith("and 5 more")
+
+
+def replace_image(root: Path, image_id: str, save) -> Path:
+    """Replace an image's JPEG by the file ``save(path)`` writes (a .png beside it)."""
+    old = image_path(root, image_id)
+    old.unlink()
+    new = old.with_suffix(".png")
+    save(new)
+    return new
+
+
+def test_a_16_bit_png_image_is_read_by_the_rule_not_as_white(tmp_path):
+    root = write_dataset(tmp_path / "ham", valid_rows(), masks=["ISIC_0000002"])
+    replace_image(root, "ISIC_0000002", lambda p: Image.fromarray(np.full((9, 12), 0x4000, np.uint16)).save(p))
+    report = ham10000.check_report(root)
+    assert report.problems == [] and report.image_sizes == {"12x9": 8}
+    samples = ham10000.sample_images(report.frame, per_class=1)
+    assert np.unique(samples["bkl"][0]).tolist() == [0x40]
+
+
+@pytest.mark.parametrize("kind, expected", [
+    ("float", "cannot be decoded (pixel mode F (32-bit floating point"),
+    ("animated gif named .png", "cannot be decoded (GIF file holds 2 frames"),
+    ("empty file", "cannot be decoded (the file is empty (0 bytes))"),
+])
+def test_images_training_would_refuse_are_problems(tmp_path, kind, expected):
+    root = write_dataset(tmp_path / "ham", valid_rows())
+
+    def save(path):
+        if kind == "float":
+            Image.fromarray(np.zeros((9, 12), np.float32), "F").save(path, format="TIFF")
+        elif kind == "empty file":
+            path.write_bytes(b"")
+        else:
+            frames = [Image.new("RGB", (12, 9), c) for c in ("red", "blue")]
+            frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:])
+
+    path = replace_image(root, "ISIC_0000003", save)
+    assert f"image file {path} {expected}" in load_error(root)
+
+
+def test_an_exif_turned_image_is_read_upright_and_its_mask_must_be_too(tmp_path):
+    root = write_dataset(tmp_path / "ham", valid_rows(), masks=["ISIC_0000005"])
+    path = image_path(root, "ISIC_0000005")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored a quarter turn anticlockwise: shown 9 wide, 12 high
+    Image.new("RGB", (12, 9), "red").save(path, exif=exif)
+    report = ham10000.check_report(root)
+    assert report.image_sizes == {"12x9": 7, "9x12": 1}
+    assert report.problems == [f"mask file {root / ham10000.MASK_DIR / 'ISIC_0000005_segmentation.png'} is 12x9 "
+                               f"but its image {path} is 9x12 upright (after its EXIF orientation)"]
+    assert report.warnings == [f"1 image file(s) {ham10000.ORIENTED_WARNING}: {path}"]
+    write_mask(root, "ISIC_0000005", Image.new("L", (9, 12)))
+    assert ham10000.check_report(root).problems == []
+
+
+@pytest.mark.parametrize("edit", ["bom", "lf", "cr", "spaces around values"])
+def test_metadata_variants_that_load_as_the_clean_file(tmp_path, edit):
+    expected = comparable(ham10000.load_dataset(write_dataset(tmp_path / "clean", valid_rows())))
+    root = write_dataset(tmp_path / "ham", valid_rows())
+    assert b"\r\n" in (root / ham10000.METADATA_FILE).read_bytes()  # csv.writer's line ends, as Windows'
+    rewrite_metadata(root, {"bom": lambda b: b"\xef\xbb\xbf" + b,
+                            "lf": lambda b: b.replace(b"\r\n", b"\n"),
+                            "cr": lambda b: b.replace(b"\r\n", b"\r"),
+                            "spaces around values": lambda b: b.replace(b",", b" , ")}[edit])
+    pd.testing.assert_frame_equal(comparable(ham10000.load_dataset(root)), expected)
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda b: b.decode().encode("utf-16"), "is UTF-16 text (a spreadsheet's 'Unicode text'); expected UTF-8"),
+    (lambda b: b.decode().encode("utf-16-le"), "line 1 holds NUL bytes (UTF-16 text without a byte-order mark?)"),
+    (lambda b: b.replace(b"back", b"b\xe9ck", 2), "line 2: byte 0xe9 is not UTF-8"),
+    (lambda b: b"", "is empty; expected a header line naming the columns lesion_id, image_id, dx"),
+    (lambda b: b"\n\n", "is empty; expected a header line"),
+    (lambda b: b.replace(b",", b";"), "(the header looks separated by ';'; expected ',')"),
+    (lambda b: b.replace(b"female,back", b'female,"back', 1), "line 2: not valid comma-separated text"),
+])
+def test_metadata_that_cannot_be_read_says_why_and_where(tmp_path, edit, expected):
+    root = write_dataset(tmp_path / "ham", valid_rows())
+    meta = rewrite_metadata(root, edit)
+    message = load_error(root)
+    assert f"metadata file {meta}" in message and expected in message
+
+
+def test_an_upper_case_label_is_refused_with_a_hint(tmp_path):
+    rows = valid_rows()
+    rows[0] = (rows[0][0], rows[0][1], "AKIEC")
+    message = load_error(write_dataset(tmp_path / "ham", rows))
+    assert "line 2: unknown class label dx='AKIEC'" in message and "(labels are lower case: 'akiec')" in message
+
+
+def test_an_unreadable_metadata_file_is_one_line_naming_it(tmp_path, monkeypatch):
+    root = write_dataset(tmp_path / "ham", valid_rows())
+    real = Path.read_bytes
+
+    def refuse(path):
+        if path.name == ham10000.METADATA_FILE:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    assert load_error(root) == f"cannot read metadata file {root / ham10000.METADATA_FILE}: Permission denied"

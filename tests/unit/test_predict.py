@@ -2,6 +2,7 @@
 for bad ones."""
 
 import json
+import os
 import struct
 import zlib
 
@@ -228,3 +229,205 @@ def test_api_predict_and_write_explanation(model_files, tmp_path):
     text = predict.format_text([result])
     assert text.splitlines()[0].startswith(f"{image}: {CLASS_NAMES[result['predicted']]}")
     assert text.endswith(predict.DISCLAIMER)
+
+
+# --- where the overlays go: never over an input or the model, all of them or none -------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A few-kilobyte model that passes every check (a baseline by its names and shapes): fast to load and run."""
+    import keras
+
+    inputs = keras.Input((SIZE, SIZE, 3), name="image")
+    x = keras.layers.Conv2D(4, 3, name="conv5_block3_out")(inputs)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    model = keras.Model(inputs, keras.layers.Dense(7, activation="softmax", name="predictions")(x), name="baseline")
+    path = tmp_path_factory.mktemp("tiny") / "tiny.keras"
+    model.save(path)
+    return path
+
+
+def _png(path, seed):
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (30, 30, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def _tree(folder):
+    """Every path under ``folder`` (files, folders and links), relative, to compare before and after."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def test_an_overlay_that_would_replace_an_input_image_is_refused(tiny_model, tmp_path, capsys):
+    first = _jpeg(tmp_path / "a.jpg", 40, 40, 0)
+    second = _png(tmp_path / "a.lesionscan.png", 1)  # an input named like first's overlay
+    before = second.read_bytes()
+    code, out, err = run_cli(capsys, "predict", "--model", tiny_model, first, second)
+    assert code == 2 and out == ""
+    assert f"overlay of {first} would be written to {second}, which is the input image {second}" in err
+    assert second.read_bytes() == before and _tree(tmp_path) == ["a.jpg", "a.lesionscan.png"]
+
+
+@pytest.mark.parametrize("out", [None, "out"])
+def test_two_images_side_by_side_writing_one_overlay_are_refused(tiny_model, tmp_path, capsys, out):
+    first = _jpeg(tmp_path / "a.jpg", 40, 40, 0)
+    second = _png(tmp_path / "a.png", 1)
+    extra = ["--out", tmp_path / out] if out else []
+    code, _, err = run_cli(capsys, "predict", "--model", tiny_model, first, second, *extra)
+    assert code == 2 and f"images {first} and {second} would both write" in err
+    assert _tree(tmp_path) == ["a.jpg", "a.png"]
+
+
+def test_an_overlay_that_would_replace_the_model_file_is_refused(tiny_model, tmp_path, capsys):
+    image = _jpeg(tmp_path / "a.jpg", 40, 40, 0)
+    (tmp_path / "a.lesionscan.png").symlink_to(tiny_model)
+    code, _, err = run_cli(capsys, "predict", "--model", tiny_model, image)
+    assert code == 2 and f"which is the model file {tiny_model}" in err
+    assert (tmp_path / "a.lesionscan.png").is_symlink() and tiny_model.stat().st_size > 0
+
+
+def test_a_later_overlay_that_cannot_be_written_leaves_no_earlier_one(tiny_model, tmp_path, capsys):
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    first = _jpeg(tmp_path / "one" / "a.jpg", 40, 40, 0)
+    second = _jpeg(tmp_path / "two" / "b.jpg", 40, 40, 1)
+    (tmp_path / "two" / "b.lesionscan.png").mkdir()  # a folder where the second overlay goes
+    code, out, err = run_cli(capsys, "predict", "--model", tiny_model, first, second)
+    assert code == 2 and out == ""
+    assert f"{tmp_path / 'two' / 'b.lesionscan.png'}: is a folder" in err and "Traceback" not in err
+    assert _tree(tmp_path) == ["one", "one/a.jpg", "two", "two/b.jpg", "two/b.lesionscan.png"]
+
+
+def _fail_on_call(monkeypatch, name, n):
+    """Make atomic.<name> (predict's all-or-none writer) raise OSError on its n-th call (1-based), as a full disk
+    or a vanished folder would."""
+    from lesionscan.core import atomic
+
+    original, calls = getattr(atomic, name), []
+
+    def flaky(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == n:
+            raise OSError(28, "No space left on device")
+        return original(*args, **kwargs)
+    monkeypatch.setattr(atomic, name, flaky)
+
+
+def test_a_failure_while_staging_removes_the_temporaries_and_the_created_folder(tiny_model, tmp_path, capsys,
+                                                                              monkeypatch):
+    images = _images(tmp_path / "images")
+    _fail_on_call(monkeypatch, "_stage", 2)
+    code, out, err = run_cli(capsys, "predict", "--model", tiny_model, *images, "--out", tmp_path / "new" / "deep")
+    assert code == 2 and out == "" and "No space left on device" in err and "nothing was written" in err
+    assert _tree(tmp_path) == ["images", "images/lesion_a.jpg", "images/lesion_b.jpg"]
+
+
+def test_a_failure_while_moving_into_place_puts_the_old_overlays_back(tiny_model, tmp_path, capsys, monkeypatch):
+    images = _images(tmp_path)
+    old = tmp_path / "lesion_a.lesionscan.png"
+    old.write_bytes(b"an overlay from an earlier run")
+    _fail_on_call(monkeypatch, "_move", 2)
+    code, _, err = run_cli(capsys, "predict", "--model", tiny_model, *images)
+    assert code == 2 and "nothing was written" in err
+    assert old.read_bytes() == b"an overlay from an earlier run"
+    assert _tree(tmp_path) == ["lesion_a.jpg", "lesion_a.lesionscan.png", "lesion_b.jpg"]
+
+
+def test_out_that_is_a_file_or_under_a_file_is_a_clear_error(tiny_model, tmp_path, capsys):
+    image = _jpeg(tmp_path / "a.jpg", 40, 40, 0)
+    code, _, err = run_cli(capsys, "predict", "--model", tiny_model, image, "--out", image)
+    assert code == 2 and f"--out {image}: is a file, not a folder" in err
+    code, _, err = run_cli(capsys, "predict", "--model", tiny_model, image, "--out", image / "sub")
+    assert code == 2 and f"--out {image / 'sub'}: cannot create it, {image} is a file, not a folder" in err
+    assert _tree(tmp_path) == ["a.jpg"]
+
+
+@pytest.mark.parametrize("with_out", [False, True])
+def test_no_permission_advice_fits_what_was_typed(tiny_model, tmp_path, capsys, monkeypatch, with_out):
+    image = _jpeg(tmp_path / "a.jpg", 40, 40, 0)
+    monkeypatch.setattr(predict, "_writable", lambda folder: False)  # as a read-only folder is, for a non-root user
+    extra = ["--out", tmp_path / "out"] if with_out else []
+    code, _, err = run_cli(capsys, "predict", "--model", tiny_model, image, *extra)
+    assert code == 2 and "no permission" in err
+    if with_out:
+        assert "pass --out" not in err and "choose another --out folder" in err
+    else:
+        assert "pass --out DIR to write the overlays elsewhere" in err
+    assert _tree(tmp_path) == ["a.jpg"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_folder_is_a_clear_error(tiny_model, tmp_path, capsys):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    image = _jpeg(folder / "a.jpg", 40, 40, 0)
+    folder.chmod(0o555)
+    try:
+        code, _, err = run_cli(capsys, "predict", "--model", tiny_model, image)
+    finally:
+        folder.chmod(0o755)
+    assert code == 2 and f"{folder}: cannot write the overlays there (no permission)" in err
+    assert _tree(tmp_path) == ["ro", "ro/a.jpg"]
+
+
+def test_an_empty_out_or_image_path_is_refused(tiny_model, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    image = _jpeg(tmp_path / "a.jpg", 40, 40, 0)
+    code, _, err = run_cli(capsys, "predict", "--model", tiny_model, image, "--out", "")
+    assert code == 2 and "--out '': an empty path; expected a folder" in err
+    code, _, err = run_cli(capsys, "predict", "--model", tiny_model, "")
+    assert code == 2 and "image '': an empty path; expected an image file" in err
+    assert _tree(tmp_path) == ["a.jpg"]
+
+
+def test_links_that_do_not_resolve_say_so(tiny_model, tmp_path, capsys):
+    image = _jpeg(tmp_path / "a.jpg", 40, 40, 0)
+    (tmp_path / "loop1.jpg").symlink_to(tmp_path / "loop2.jpg")
+    (tmp_path / "loop2.jpg").symlink_to(tmp_path / "loop1.jpg")
+    code, _, err = run_cli(capsys, "predict", "--model", tiny_model, tmp_path / "loop1.jpg")
+    assert code == 2 and "a symbolic link that does not resolve (broken, or a loop)" in err
+    (tmp_path / "outloop").symlink_to(tmp_path / "outloop")
+    code, _, err = run_cli(capsys, "predict", "--model", tiny_model, image, "--out", tmp_path / "outloop")
+    assert code == 2 and f"--out {tmp_path / 'outloop'}: a symbolic link that does not resolve" in err
+    assert not list(tmp_path.glob("*.lesionscan.png"))
+
+
+def test_a_link_loop_where_the_overlay_goes_is_replaced_not_a_traceback(tiny_model, tmp_path, capsys):
+    image = _jpeg(tmp_path / "a.jpg", 40, 40, 0)
+    target = tmp_path / "a.lesionscan.png"
+    target.symlink_to(target)
+    code, _, err = run_cli(capsys, "predict", "--model", tiny_model, image)
+    assert code == 0, err
+    assert not target.is_symlink() and target.is_file()
+
+
+def test_a_folder_given_as_an_image_says_so(tiny_model, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "predict", "--model", tiny_model, tmp_path)
+    assert code == 2 and f"image {tmp_path}: a folder, not an image file" in err
+
+
+def test_the_same_image_twice_is_reported_twice_and_written_once(tiny_model, tmp_path, capsys):
+    image = _jpeg(tmp_path / "a.jpg", 40, 40, 0)
+    code, out, err = run_cli(capsys, "predict", "--model", tiny_model, image, tmp_path / "." / "a.jpg", "--json")
+    assert code == 0, err
+    results = json.loads(out)["results"]
+    assert len(results) == 2 and results[0]["probabilities"] == results[1]["probabilities"]
+    assert _tree(tmp_path) == ["a.jpg", "a.lesionscan.png"]
+
+
+def test_spaces_and_unicode_in_image_names(tiny_model, tmp_path, capsys):
+    (tmp_path / "with space").mkdir()
+    image = _jpeg(tmp_path / "with space" / "naïve 😀.jpg", 40, 40, 0)
+    code, out, err = run_cli(capsys, "predict", "--model", tiny_model, image, "--json")
+    assert code == 0, err
+    assert json.loads(out)["results"][0]["explanation"] == str(tmp_path / "with space" / "naïve 😀.lesionscan.png")
+
+
+def test_an_overlay_name_too_long_for_the_file_system_is_refused_before_anything_is_written(tiny_model, tmp_path,
+                                                                                           capsys):
+    good = _jpeg(tmp_path / "good.jpg", 40, 40, 0)
+    long = _jpeg(tmp_path / ("x" * 245 + ".jpg"), 40, 40, 1)  # 249 bytes; its overlay's name would be 260
+    code, _, err = run_cli(capsys, "predict", "--model", tiny_model, good, long)
+    assert code == 2 and "longer than the file system allows" in err and str(long.with_suffix("")) in err
+    assert _tree(tmp_path) == sorted(["good.jpg", long.name])

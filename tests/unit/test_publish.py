@@ -78,6 +78,66 @@ def test_publish_refuses_a_file(tmp_path):
     assert target.read_text() == "a file"
 
 
+@pytest.mark.parametrize("points_to", ["folder", "nothing"])
+def test_publish_refuses_a_link_saying_it_is_one(tmp_path, points_to):
+    real = tmp_path / "real"
+    if points_to == "folder":
+        real.mkdir()
+    target = tmp_path / "public"
+    target.symlink_to(real)
+    with pytest.raises(LesionScanError) as err:
+        publish.check_html_target(target)
+    message = str(err.value)
+    assert f"--html-dir {target} is a symbolic link (to {real})" in message
+    assert "is not a folder" not in message and "choose a folder that is not a link" in message
+
+
+def test_publish_refusing_a_file_says_what_it_is(tmp_path):
+    target = tmp_path / "public"
+    target.write_text("a file")
+    with pytest.raises(LesionScanError) as err:
+        publish.check_html_target(target)
+    assert f"--html-dir {target} is a file, not a folder" in str(err.value)
+
+
+# --- the synthetic generator's advice (lesionscan/data/synthetic.py: its messages point the right way) ----------
+
+
+def test_synthetic_refusing_an_empty_folder_does_not_advise_an_empty_path(tmp_path):
+    from lesionscan.core.errors import ParameterError
+    from lesionscan.data import synthetic
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ParameterError) as err:
+        synthetic.generate(empty, n_images=200, size=64)
+    message = str(err.value)
+    assert f"{empty} is an empty folder" in message and "choose an empty path" not in message
+    assert "remove the folder or choose a path that does not exist yet" in message
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ParameterError, match="is a file, not a folder") as err:
+        synthetic.generate(tmp_path / "file", n_images=200, size=64)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.txt").write_text("precious")
+    with pytest.raises(ParameterError) as err:
+        synthetic.generate(tmp_path / "mine", n_images=200, size=64)
+    assert "not a LesionScan synthetic dataset" in str(err.value) and "empty path" not in str(err.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "file", "mine"]
+
+
+def test_synthetic_messages_name_the_parameters_of_the_function_called(tmp_path):
+    """The CLI checks --images and --size, the study synthetic_images and synthetic_size, before calling
+    generate: what reaches its own checks was typed as n_images= or size= in Python."""
+    from lesionscan.core.errors import ParameterError
+    from lesionscan.data import synthetic
+
+    with pytest.raises(ParameterError, match=r"^n_images=50 is too small: need at least 168"):
+        synthetic.generate(tmp_path / "a", n_images=50, size=64)
+    with pytest.raises(ParameterError, match=r"^size=20 is too small: need at least 32 px"):
+        synthetic.generate(tmp_path / "b", n_images=200, size=20)
+    assert not list(tmp_path.iterdir())
+
+
 def test_publish_refuses_a_folder_without_a_book(tmp_path):
     (tmp_path / "html").mkdir()
     with pytest.raises(LesionScanError, match="no index.html"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,7 +11,7 @@ import pytest
 from lesionscan.core.classes import CLASSES
 from lesionscan.core.errors import DataError, ParameterError
 from lesionscan.data import split
-from lesionscan.data.ham10000 import load_dataset
+from lesionscan.data.ham10000 import METADATA_FILE, METADATA_FILES, load_dataset
 
 # Lesions per class: imbalanced like HAM10000, but big enough that every class reaches every subset.
 LESIONS = {"akiec": 30, "bcc": 40, "bkl": 80, "df": 20, "mel": 80, "nv": 400, "vasc": 20}
@@ -171,6 +173,59 @@ def test_read_split_rejects_missing_column_and_file(frame, tmp_path):
         split.read_split(path)
     with pytest.raises(DataError, match="not found"):
         split.read_split(tmp_path / "absent.csv")
+
+
+def test_split_refuses_a_metadata_file_name(frame, tmp_path):
+    """The reported bug: ``data split DIR --out DIR/HAM10000_metadata.csv`` replaced the data set's metadata."""
+    meta = tmp_path / METADATA_FILE
+    meta.write_text("lesion_id,image_id,dx\nHAM_0000001,ISIC_0000001,nv\n")
+    before = meta.read_bytes()
+    result = split.make_split(frame, "seed", seed=0)
+    for name in METADATA_FILES:  # the absent .tab too: beside a .tab, a written CSV would be read instead
+        with pytest.raises(ParameterError, match=f"split file {tmp_path / name} has the name of a data set's "
+                                                 "metadata file"):
+            split.write_split(result, tmp_path / name)
+    assert meta.read_bytes() == before and not (tmp_path / METADATA_FILES[1]).exists()
+    with pytest.raises(ParameterError, match="has the name of a data set's metadata file"):
+        split.write_split(result, tmp_path / METADATA_FILE.upper())  # the same file where case is ignored
+
+
+def test_split_refuses_to_replace_a_file_that_is_not_a_split(frame, tmp_path):
+    result = split.make_split(frame, "seed", seed=0)
+    notes = tmp_path / "notes.csv"
+    notes.write_text("my,own\nfile,here\n")
+    with pytest.raises(ParameterError, match=f"split file {notes} exists and is not a split"):
+        split.write_split(result, notes)
+    assert notes.read_text() == "my,own\nfile,here\n"
+    again = split.write_split(result, tmp_path / "split.csv")
+    split.write_split(result, again)  # a split, and an empty file, are replaced
+    (tmp_path / "empty.csv").touch()
+    split.write_split(result, tmp_path / "empty.csv")
+    with pytest.raises(ParameterError, match=f"split file {tmp_path} is a folder; expected a file path"):
+        split.write_split(result, tmp_path)
+
+
+def test_split_refuses_any_path_inside_the_data_directory(frame, tmp_path):
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    link = tmp_path / "link"
+    link.symlink_to(data)
+    result = split.make_split(frame, "seed", seed=0)
+    for out in (data / "split.csv", data / "images" / "split.csv", link / "split.csv"):
+        with pytest.raises(ParameterError, match=f"split file {out} is inside the data directory {data}"):
+            split.write_split(result, out, data_dir=link if out.parent == data else data)
+    assert sorted(p.name for p in data.rglob("*")) == ["images"]
+    split.write_split(result, tmp_path / "split.csv", data_dir=data)
+
+
+def test_cli_split_refuses_the_data_sets_own_metadata(synthetic_set, tmp_path, capsys):
+    from lesionscan import cli
+
+    root = shutil.copytree(synthetic_set(200), tmp_path / "data")
+    before = (root / METADATA_FILE).read_bytes()
+    assert cli.main(["data", "split", str(root), "--out", str(root / METADATA_FILE)]) == 2
+    assert f"split file {root / METADATA_FILE} has the name of a data set's metadata file" in capsys.readouterr().err
+    assert (root / METADATA_FILE).read_bytes() == before
 
 
 def test_real_ham10000_seed_test_set(real_data_dir):

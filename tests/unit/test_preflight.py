@@ -1,0 +1,162 @@
+"""A study checks what it can before writing, runs in a folder of its own, and never destroys the last complete run."""
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import pytest
+
+from lesionscan.core.errors import ChapterError, DataError, LesionScanError, ParameterError, Terminated
+from lesionscan.study import preflight, run_folder, runner
+
+TINY = ["synthetic_images=200", "synthetic_size=32"]
+
+
+def _snapshot(folder):
+    """Every file under ``folder`` with its content's hash: what "untouched" is checked against."""
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def complete_run(tmp_path):
+    """An artifacts folder whose smoke profile has a complete run: results, manifest and a built book."""
+    artifacts = tmp_path / "artifacts"
+    final = artifacts / "smoke"
+    (final / "_build" / "html").mkdir(parents=True)
+    (final / "_build" / "html" / "index.html").write_text("<p>the last complete book</p>")
+    (final / "tables").mkdir()
+    (final / "tables" / "leakage_audit.csv").write_text("protocol\nseed\n")
+    (final / run_folder.PARAMS_FILE).write_text("{}")
+    (final / "manifest.json").write_text(json.dumps({"status": "ok"}))
+    return artifacts, final
+
+
+def _fake_chapters(monkeypatch, fail_in=None, error=None):
+    """Chapters that write one table each (or raise ``error`` in chapter ``fail_in``) without a kernel."""
+    ran = []
+
+    def execute(root, chapter, stage, run):
+        ran.append(chapter)
+        if chapter == fail_in:
+            raise error
+        (run.dir / "tables").mkdir(exist_ok=True)
+        (run.dir / "tables" / f"{chapter}.csv").write_text("x\n1\n")
+
+    monkeypatch.setattr(runner, "execute_chapter", execute)
+    monkeypatch.setattr(runner, "_check_declared", lambda run, chapter: None)
+    monkeypatch.setattr(runner, "_print_plan", lambda run, chapters: None)
+    return ran
+
+
+@pytest.mark.parametrize("error, status, reason", [
+    (ChapterError("chapter 02_preprocessing failed in cell 3: ValueError: no images"), "failed",
+     "chapter 02_preprocessing failed in cell 3: ValueError: no images"),
+    (KeyboardInterrupt(), "interrupted", "Ctrl-C"),
+    (Terminated(), "interrupted", "SIGTERM"),
+])
+def test_a_failed_or_interrupted_run_leaves_the_last_complete_run_untouched(monkeypatch, complete_run, capsys,
+                                                                          error, status, reason):
+    artifacts, final = complete_run
+    before = _snapshot(final)
+    _fake_chapters(monkeypatch, fail_in="02_preprocessing", error=error)
+    with pytest.raises(type(error)):
+        runner.run_study("smoke", artifacts=str(artifacts), overrides=TINY, chapters=["01_data", "02_preprocessing"],
+                         build=False)
+    assert _snapshot(final) == before
+    partial = run_folder.incomplete_dir(artifacts, "smoke")
+    manifest = json.loads((partial / "manifest.json").read_text())
+    assert manifest["status"] == status and manifest["stopped"] == {"chapter": "02_preprocessing", "reason": reason}
+    assert manifest["chapters"]["02_preprocessing"]["status"] == "failed"
+    out = capsys.readouterr().out
+    assert f"This run {status} in 02_preprocessing" in out and f"The last complete run is untouched: {final}" in out
+
+    # the next run that finishes replaces both: the complete run is its, and no partial folder is left
+    _fake_chapters(monkeypatch)
+    result = runner.run_study("smoke", artifacts=str(artifacts), overrides=TINY, chapters=["01_data"], build=False)
+    assert result == final and not partial.exists()
+    assert json.loads((final / "manifest.json").read_text())["status"] == "ok"
+    assert (final / "tables" / "01_data.csv").exists() and not (final / "_build").exists()
+    assert not final.with_name("smoke" + runner.REPLACED_SUFFIX).exists()
+
+
+def test_a_swap_stopped_between_its_renames_is_put_back(complete_run):
+    artifacts, final = complete_run
+    old = final.with_name("smoke" + runner.REPLACED_SUFFIX)
+    final.rename(old)
+    runner._recover_interrupted_swap(artifacts.resolve(), "smoke")
+    assert (final / "_build" / "html" / "index.html").exists() and not old.exists()
+
+
+@pytest.mark.parametrize("setup, kwargs, error, message", [
+    ("file", {"artifacts": "{tmp}/afile"}, ParameterError, r"--artifacts .*afile is a file; expected a folder"),
+    ("file", {"artifacts": "{tmp}/afile/sub"}, ParameterError, r"its parent .*afile is a file"),
+    (None, {"profile": "cpu"}, ParameterError, "runs on real data: pass --data-dir DIR"),
+    (None, {"profile": "cpu", "data_dir": "{tmp}/nowhere"}, DataError, r"--data-dir .*nowhere: not found"),
+    ("empty_data", {"profile": "cpu", "data_dir": "{tmp}/data"}, DataError, r"metadata file not found in .*data"),
+    (None, {"overrides": ["weights={tmp}/none.h5"]}, ParameterError, r"weights=.*none.h5: no such file"),
+    (None, {"overrides": ["epochs=-1"]}, ParameterError, "epochs=-1: expected an integer from 1 to 1000"),
+])
+def test_every_check_runs_before_anything_is_written(tmp_path, complete_run, setup, kwargs, error, message):
+    artifacts, final = complete_run
+    before = _snapshot(artifacts)
+    if setup == "file":
+        (tmp_path / "afile").write_text("x")
+    if setup == "empty_data":
+        (tmp_path / "data").mkdir()
+    kwargs = {k: (v.format(tmp=tmp_path) if isinstance(v, str) else [o.format(tmp=tmp_path) for o in v])
+              for k, v in kwargs.items()}
+    kwargs.setdefault("artifacts", str(artifacts))
+    with pytest.raises(error, match=message):
+        runner.run_study(**kwargs)
+    assert _snapshot(artifacts) == before
+    assert not run_folder.incomplete_dir(artifacts, kwargs.get("profile", "smoke")).exists()
+
+
+def test_too_little_disk_space_is_refused_with_the_numbers(tmp_path, monkeypatch):
+    monkeypatch.setattr(preflight.shutil, "disk_usage", lambda path: type("Usage", (), {"free": 1e9})())
+    with pytest.raises(LesionScanError, match=r"1.0 GB free, and this run may write 2.\d GB"):
+        preflight.check_disk(tmp_path, dict(run_folder.parameters.resolve("smoke"), data_dir=str(tmp_path)))
+
+
+def test_a_second_study_on_the_same_folder_is_refused_naming_the_first(tmp_path):
+    with preflight.StudyLock(tmp_path, "smoke"):
+        with pytest.raises(preflight.StudyRunning, match=r"another study is running on .*profile 'smoke', process "
+                                                           r"\d+, started"):
+            with preflight.StudyLock(tmp_path, "cpu"):
+                pass
+    with preflight.StudyLock(tmp_path, "cpu"):  # released at the end of the first
+        pass
+
+
+def test_a_crashed_study_does_not_leave_its_lock_behind(tmp_path):
+    """A process killed with SIGKILL (no clean-up runs) holds the lock no longer."""
+    holder = subprocess.Popen([sys.executable, "-c",
+                               "import sys, time; from pathlib import Path; from lesionscan.study import preflight; "
+                               "lock = preflight.StudyLock(Path(sys.argv[1]), 'smoke').__enter__(); "
+                               "print('locked', flush=True); time.sleep(600)", str(tmp_path)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(preflight.StudyRunning):
+            with preflight.StudyLock(tmp_path, "smoke"):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with preflight.StudyLock(tmp_path, "smoke"):
+        pass
+
+
+def test_sigterm_during_a_study_raises_terminated_and_the_handler_is_put_back():
+    import os
+    import signal
+    import time
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Terminated):
+        with runner._sigterm_as_interrupt():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises at the next bytecode, well before this ends
+    assert signal.getsignal(signal.SIGTERM) is before
