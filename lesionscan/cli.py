@@ -55,8 +55,13 @@ def _cmd_synth(args) -> None:
 
 
 def _cmd_check(args) -> None:
-    from lesionscan.data import ham10000
+    from lesionscan.data import ham10000, isic2018
 
+    if isic2018.is_layout(args.dir):  # an external test set: labels in a one-hot CSV, no lesion ids or masks
+        report = isic2018.check_report(args.dir)
+        print(report.summary())
+        report.raise_for_problems()
+        return
     report = ham10000.check_report(args.dir)
     print(report.summary())
     report.raise_for_problems()  # every problem at once, on stderr, exit 2
@@ -156,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--keep-archives", action="store_true", help="keep the zips in DIR/.download after unpacking")
     fetch.set_defaults(func=_cmd_download)
     check = data_sub.add_parser("check", help="validate a dataset and report its layout, classes, lesions, "
-                                              "image sizes, masks and problems")
+                                              "image sizes, masks and problems (HAM10000 layouts, or an ISIC "
+                                              "2018 Task 3 folder: images and its one-hot ground-truth CSV)")
     check.add_argument("dir")
     check.set_defaults(func=_cmd_check)
     split = data_sub.add_parser("split", help="write a train/val/test split table")
