@@ -27,8 +27,9 @@ def _is_cli() -> bool:
     """Whether this process is the ``lesionscan`` console script, without ``--debug`` / ``LESIONSCAN_DEBUG``."""
     import sys
 
-    return _os.path.basename(sys.argv[0] if sys.argv else "") == "lesionscan" and "--debug" not in sys.argv \
-        and _os.environ.get("LESIONSCAN_DEBUG", "").lower() in ("", "0", "false", "no")
+    from lesionscan.core.errors import debug_requested
+
+    return _os.path.basename(sys.argv[0] if sys.argv else "") == "lesionscan" and not debug_requested()
 
 
 def _interrupt_is_one_line_in_the_cli() -> None:

@@ -13,9 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from lesionscan.core.errors import LesionScanError, Terminated
-
-DEBUG_VARIABLE = "LESIONSCAN_DEBUG"
+from lesionscan.core.errors import DEBUG_VARIABLE, LesionScanError, Terminated, debug_requested
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,7 +29,11 @@ def _bounded(parameter: str):
 
     def parse(text: str):
         if parameter == "seed":
-            parameters.check_seed_text(text)
+            try:
+                parameters.check_seed("seed", text.strip())
+            except LesionScanError:
+                raise argparse.ArgumentTypeError(f"{text}: expected an integer from 0 to {parameters.SEED_MAX}") \
+                    from None
             return int(text)
         f = parameters.field_of(parameter)
         try:
@@ -216,10 +218,6 @@ def _os_error(err: OSError) -> str:
     return f"{where}: {reason}" if where else reason
 
 
-def _debug_requested(argv: list[str]) -> bool:
-    return "--debug" in argv or os.environ.get(DEBUG_VARIABLE, "").lower() not in ("", "0", "false", "no")
-
-
 def _silence_stdout() -> None:
     """After a closed pipe: point stdout at /dev/null, so the interpreter's final flush cannot fail again."""
     try:
@@ -232,7 +230,7 @@ def _silence_stdout() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; return its exit status (0 ok, 2 the user's input, 130 Ctrl-C, 1 a bug)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    debug = _debug_requested(argv)
+    debug = debug_requested(argv)
     try:
         args = build_parser().parse_args(argv)
         args.func(args)

@@ -85,3 +85,14 @@ def png_bytes(pixels: np.ndarray, bit_depth: int = 16) -> bytes:
 
     header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+def folder_state(folder: Path, by_stat: tuple[str, ...] = ()) -> dict:
+    """Every file under ``folder``: its content's hash, or (size, mtime) for suffixes in ``by_stat`` (large models).
+
+    What "left untouched" is checked against.
+    """
+    import hashlib
+
+    return {p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns) if p.suffix in by_stat
+            else hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}

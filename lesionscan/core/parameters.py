@@ -407,19 +407,10 @@ MODEL_KINDS = ("baseline", "soft_attention", "soft_attention_public", "multiscal
 MIN_TRAIN_SHARE = 0.4  # what val_fraction + test_fraction must leave for training
 
 
-def _check_seed(name: str, text) -> None:
+def check_seed(name: str, text) -> None:
+    """A seed (``seed``, one of ``extra_seeds``, ``--seed``): an integer from 0 to :data:`SEED_MAX`."""
     if isinstance(text, bool) or not (isinstance(text, int) or str(text).isdigit()) or not 0 <= int(text) <= SEED_MAX:
         raise ParameterError(f"{name}={text!r}: expected an integer from 0 to {SEED_MAX}")
-
-
-def check_seed_text(text: str) -> None:
-    """A seed typed on the command line (``--seed``): an integer from 0 to :data:`SEED_MAX`."""
-    import argparse
-
-    try:
-        _check_seed("seed", text.strip())
-    except ParameterError:
-        raise argparse.ArgumentTypeError(f"{text}: expected an integer from 0 to {SEED_MAX}") from None
 
 
 def field_of(name: str) -> Field:
@@ -429,7 +420,7 @@ def field_of(name: str) -> Field:
 
 def _check(params: dict[str, Any]) -> None:
     """Reject values outside their allowed choices or ranges, naming the parameter: before a run starts."""
-    _check_seed("seed", params["seed"])
+    check_seed("seed", params["seed"])
     sections(params)  # each field's type, choices and range, checked where it is declared
     if params["val_fraction"] + params["test_fraction"] > 1 - MIN_TRAIN_SHARE:
         raise ParameterError(f"val_fraction={params['val_fraction']} and test_fraction={params['test_fraction']}: "
@@ -446,7 +437,7 @@ def _check(params: dict[str, Any]) -> None:
             raise ParameterError(f"ablation_models: {kind!r} is not a model kind; expected some of "
                                  f"{', '.join(MODEL_KINDS)}, comma-separated (or empty for none)")
     for seed in as_list(params["extra_seeds"]):
-        _check_seed("extra_seeds", seed)
+        check_seed("extra_seeds", seed)
 
 
 def split_assignment(text: str) -> tuple[str, str]:

@@ -13,6 +13,8 @@ import pytest
 from lesionscan.core.classes import CLASSES
 from lesionscan.study import runner
 
+from factories import folder_state
+
 pytestmark = pytest.mark.slow
 
 # Chance balanced accuracy over 7 classes is 1/7 = 0.143. The smoke SA model
@@ -158,14 +160,6 @@ def test_the_smoke_ablation_trains_heads_on_the_baselines_backbone(smoke_run):
     assert "Ablation mode: shared backbone" in (index.parent / "notebooks" / "05_ablation.html").read_text()
 
 
-def _state(folder):
-    """Every file of a run folder: content hashes, and (size, mtime) for the large model files."""
-    import hashlib
-
-    return {p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns) if p.suffix == ".keras"
-            else hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 def test_an_interrupted_study_leaves_the_last_run_untouched_and_a_rerun_completes(smoke_run, tmp_path):
     """Ctrl-C (SIGINT to the process group, as a terminal sends it) while chapter 3 runs, then the same study again.
 
@@ -187,7 +181,7 @@ def test_an_interrupted_study_leaves_the_last_run_untouched_and_a_rerun_complete
     shutil.copytree(smoke_run[0].parent, artifacts, copy_function=os.link)
     run_dir = artifacts / "smoke"
     index = run_dir / smoke_run[1].relative_to(smoke_run[0])
-    before = _state(run_dir)
+    before = folder_state(run_dir, by_stat=(".keras",))
     process = subprocess.Popen([str(Path(sys.executable).parent / "lesionscan"), "study", "--profile", "smoke",
                                 "--artifacts", str(artifacts)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, start_new_session=True)
@@ -207,7 +201,7 @@ def test_an_interrupted_study_leaves_the_last_run_untouched_and_a_rerun_complete
     assert "lesionscan: interrupted" in output and "Traceback" not in output
     with pytest.raises(ProcessLookupError):
         os.killpg(process.pid, 0)  # no chapter kernel of the interrupted study is left running
-    assert _state(run_dir) == before, "the interrupted study changed the last complete run"
+    assert folder_state(run_dir, by_stat=(".keras",)) == before, "the interrupted study changed the last complete run"
     partial = run_folder.incomplete_dir(artifacts, "smoke")
     manifest = json.loads((partial / "manifest.json").read_text())
     assert manifest["status"] == "interrupted"

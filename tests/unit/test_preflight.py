@@ -1,6 +1,5 @@
 """A study checks what it can before writing, runs in a folder of its own, and never destroys the last complete run."""
 
-import hashlib
 import json
 import subprocess
 import sys
@@ -10,13 +9,9 @@ import pytest
 from lesionscan.core.errors import ChapterError, DataError, LesionScanError, ParameterError, Terminated
 from lesionscan.study import preflight, run_folder, runner
 
+from factories import folder_state
+
 TINY = ["synthetic_images=200", "synthetic_size=32"]
-
-
-def _snapshot(folder):
-    """Every file under ``folder`` with its content's hash: what "untouched" is checked against."""
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture
@@ -59,12 +54,12 @@ def _fake_chapters(monkeypatch, fail_in=None, error=None):
 def test_a_failed_or_interrupted_run_leaves_the_last_complete_run_untouched(monkeypatch, complete_run, capsys,
                                                                           error, status, reason):
     artifacts, final = complete_run
-    before = _snapshot(final)
+    before = folder_state(final)
     _fake_chapters(monkeypatch, fail_in="02_preprocessing", error=error)
     with pytest.raises(type(error)):
         runner.run_study("smoke", artifacts=str(artifacts), overrides=TINY, chapters=["01_data", "02_preprocessing"],
                          build=False)
-    assert _snapshot(final) == before
+    assert folder_state(final) == before
     partial = run_folder.incomplete_dir(artifacts, "smoke")
     manifest = json.loads((partial / "manifest.json").read_text())
     assert manifest["status"] == status and manifest["stopped"] == {"chapter": "02_preprocessing", "reason": reason}
@@ -100,7 +95,7 @@ def test_a_swap_stopped_between_its_renames_is_put_back(complete_run):
 ])
 def test_every_check_runs_before_anything_is_written(tmp_path, complete_run, setup, kwargs, error, message):
     artifacts, final = complete_run
-    before = _snapshot(artifacts)
+    before = folder_state(artifacts)
     if setup == "file":
         (tmp_path / "afile").write_text("x")
     if setup == "empty_data":
@@ -110,7 +105,7 @@ def test_every_check_runs_before_anything_is_written(tmp_path, complete_run, set
     kwargs.setdefault("artifacts", str(artifacts))
     with pytest.raises(error, match=message):
         runner.run_study(**kwargs)
-    assert _snapshot(artifacts) == before
+    assert folder_state(artifacts) == before
     assert not run_folder.incomplete_dir(artifacts, kwargs.get("profile", "smoke")).exists()
 
 
