@@ -285,13 +285,18 @@ def prepare_data(artifacts: Path, params: dict[str, Any], data_dir: str | os.Pat
             synthetic.generate(target, n_images=params["synthetic_images"], size=params["synthetic_size"],
                                seed=params["seed"], progress=True)
         return target.resolve()
+    return given_data_dir(params, data_dir)
+
+
+def given_data_dir(params: dict[str, Any], data_dir: str | os.PathLike | None) -> Path:
+    """The folder a run on real data reads (``--data-dir``), refused if missing or not a folder."""
     if data_dir is None:
         raise ParameterError(
             f"profile {params['profile']!r} runs on real data: pass --data-dir DIR "
             "(a folder in the HAM10000 layout; `lesionscan data check DIR` validates it)")
     path = Path(data_dir)
     if not path.is_dir():
-        raise DataError(f"data directory not found: {path}")
+        raise DataError(f"--data-dir {path}: " + ("not found" if not path.exists() else "is a file; expected a folder"))
     return path.resolve()
 
 
