@@ -52,6 +52,12 @@ def _bounded(parameter: str):
 def _cmd_synth(args) -> None:
     from lesionscan.data import synthetic
 
+    if args.isic2018:
+        out = synthetic.generate_isic2018(args.dir, n_images=args.images, size=args.size, seed=args.seed,
+                                          progress=True)
+        print(f"wrote {args.images} synthetic images in the ISIC 2018 Task 3 layout to {out} (an external test set "
+              "for `--set external_test_dir=...` or `lesionscan evaluate`)")
+        return
     out = synthetic.generate(args.dir, n_images=args.images, size=args.size, seed=args.seed, progress=True)
     print(f"wrote {args.images} synthetic images to {out}")
 
@@ -63,6 +69,7 @@ def _cmd_check(args) -> None:
         report = isic2018.check_report(args.dir)
         print(report.summary())
         report.raise_for_problems()
+        print(f"\nchecksum: {report.checksum()} (what `lesionscan evaluate` and a run's external section record)")
         return
     report = ham10000.check_report(args.dir)
     print(report.summary())
@@ -73,6 +80,14 @@ def _cmd_check(args) -> None:
 def _cmd_download(args) -> None:
     from lesionscan.data import download
 
+    if args.isic2018:
+        report = download.download_isic2018(args.dir, args.isic2018, mirror=args.mirror,
+                                            keep_archives=args.keep_archives)
+        folder = report.data_dir
+        print(f"The ISIC 2018 Task 3 {args.isic2018} set ({len(report.frame):,} images) is in {folder}; run "
+              f"`lesionscan data check {folder}` to see it and `lesionscan evaluate --model M --data {folder}` "
+              f"to score a trained model M on it")
+        return
     folder = download.download(args.dir, mirror=args.mirror, keep_archives=args.keep_archives)
     print(f"HAM10000 is in {folder}; run `lesionscan data check {folder}` to see it")
 
@@ -132,6 +147,20 @@ def _cmd_predict(args) -> None:
         print(predict.format_text(report))
 
 
+def _cmd_evaluate(args) -> None:
+    import contextlib
+
+    from lesionscan import evaluate
+
+    if args.json:  # stdout carries the JSON only: progress goes to stderr
+        with contextlib.redirect_stdout(sys.stderr):
+            report = evaluate.run(args.model, args.data, out=args.out, n_resamples=args.resamples, seed=args.seed)
+        print(evaluate.format_json(report))
+    else:
+        report = evaluate.run(args.model, args.data, out=args.out, n_resamples=args.resamples, seed=args.seed)
+        print(evaluate.format_text(report))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="lesionscan", description=__doc__.split("\n\n")[0],
                      epilog=f"Errors are one line; --debug (or {DEBUG_VARIABLE}=1) shows the traceback.")
@@ -145,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
         return _add(name, parents=[debug], **kwargs)
     sub.add_parser = add_parser
 
-    data_parser = sub.add_parser("data", help="generate, check or split a dataset in the HAM10000 layout")
+    data_parser = sub.add_parser("data", help="generate, download, check or split a dataset (HAM10000 or ISIC 2018 "
+                                              "Task 3 layout)")
     data_sub = data_parser.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     _add_data = data_sub.add_parser
     data_sub.add_parser = lambda name, **kwargs: _add_data(name, parents=[debug], **kwargs)
@@ -155,11 +185,20 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--size", type=_bounded("synthetic_size"), default=128,
                        help="image width in px (height is 3/4 of it)")
     synth.add_argument("--seed", type=_bounded("seed"), default=0)
+    synth.add_argument("--isic2018", action="store_true",
+                       help="write an external test set in the ISIC 2018 Task 3 layout instead (use another --seed "
+                            "than the training set's)")
     synth.set_defaults(func=_cmd_synth)
-    fetch = data_sub.add_parser("download", help="fetch HAM10000 from Harvard Dataverse into the official layout")
+    fetch = data_sub.add_parser("download", help="fetch HAM10000 from Harvard Dataverse (or, with --isic2018, an "
+                                                 "ISIC 2018 Task 3 held-out set) into the official layout")
     fetch.add_argument("dir")
+    fetch.add_argument("--isic2018", choices=("test", "validation"),
+                       help="fetch the ISIC 2018 Task 3 test (1,512 images) or validation (193) set instead, from "
+                            "the challenge's bucket, into a folder of its own")
     fetch.add_argument("--mirror", metavar="URL",
-                       help="base URL of a copy serving the same Dataverse API paths (default: https://dataverse.harvard.edu)")
+                       help="base URL of a copy serving the same paths (default: https://dataverse.harvard.edu, "
+                            "whose Dataverse API paths it must serve; with --isic2018, "
+                            "https://isic-challenge-data.s3.amazonaws.com/2018, whose archive names it must serve)")
     fetch.add_argument("--keep-archives", action="store_true", help="keep the zips in DIR/.download after unpacking")
     fetch.set_defaults(func=_cmd_download)
     check = data_sub.add_parser("check", help="validate a dataset and report its layout, classes, lesions, "
@@ -197,6 +236,18 @@ def build_parser() -> argparse.ArgumentParser:
                       help="write <stem>.lesionscan.png here (created if missing; default: beside each image)")
     pred.add_argument("--json", action="store_true", help="print the results as JSON on stdout, nothing else")
     pred.set_defaults(func=_cmd_predict)
+
+    ev = sub.add_parser("evaluate", help="score a saved model on a labelled folder (an ISIC 2018 Task 3 test set, "
+                                         "or HAM10000): metrics with 95 %% intervals and a predictions CSV")
+    ev.add_argument("--model", required=True, metavar="PATH", help="a .keras model saved by `lesionscan study`")
+    ev.add_argument("--data", required=True, metavar="DIR", help="a labelled folder `lesionscan data check` reads")
+    ev.add_argument("--out", metavar="FILE",
+                    help="the predictions CSV (default: MODEL.FOLDER.predictions.csv in the current folder)")
+    ev.add_argument("--resamples", type=_bounded("bootstrap_resamples"), default=1000,
+                    help="bootstrap resamples of each interval (default 1000)")
+    ev.add_argument("--seed", type=_bounded("seed"), default=0, help="seed of the bootstrap (default 0)")
+    ev.add_argument("--json", action="store_true", help="print the results as JSON on stdout, nothing else")
+    ev.set_defaults(func=_cmd_evaluate)
 
     prof = sub.add_parser("profiles", help="list profiles, or every parameter of one")
     prof.add_argument("--show", metavar="PROFILE")

@@ -95,7 +95,7 @@ def check_image(path) -> tuple[int, int]:
     return width, height
 
 
-def _load(path, size: int) -> np.ndarray:
+def load_checked(path, size: int) -> np.ndarray:
     """The image as a uint8 (size, size, 3) array, after :func:`check_image`; decoding errors name the file."""
     from PIL import Image
 
@@ -118,7 +118,7 @@ def _load(path, size: int) -> np.ndarray:
 # Prediction
 
 
-def _probabilities(model, images_uint8: np.ndarray) -> np.ndarray:
+def class_probabilities(model, images_uint8: np.ndarray) -> np.ndarray:
     """(N, 7) class probabilities, run batch by batch in inference mode (no progress bar on stdout)."""
     from lesionscan.model import pipeline
 
@@ -146,8 +146,8 @@ def predict(model, image_paths) -> list[dict]:
     paths = [Path(p) for p in image_paths]
     sizes = [check_image(p) for p in paths]  # every header first: a bomb is refused before anything decodes
     size = saving.input_size(model)
-    images = np.stack([_load(p, size) for p in paths]) if paths else np.zeros((0, size, size, 3), np.uint8)
-    probs = _probabilities(model, images)
+    images = np.stack([load_checked(p, size) for p in paths]) if paths else np.zeros((0, size, size, 3), np.uint8)
+    probs = class_probabilities(model, images)
     results = []
     for path, (width, height), row in zip(paths, sizes, probs):
         order = sorted(range(len(CLASSES)), key=lambda k: (-row[k], k))
@@ -202,7 +202,7 @@ def panel_maps(model, image_paths, predicted_indices) -> list[dict[str, np.ndarr
     if len(indices) != len(paths):
         raise ParameterError(f"got {len(indices)} class indices for {len(paths)} images")
     size = saving.input_size(model)
-    batch = pipeline.preprocess(np.stack([_load(p, size) for p in paths]))
+    batch = pipeline.preprocess(np.stack([load_checked(p, size) for p in paths]))
     columns: dict[str, list[np.ndarray]] = {}
     titles = [panel_titles(model, int(k))[1:] for k in indices]
     for j, layer in enumerate(networks.attention_layers(model)):
@@ -248,7 +248,7 @@ def render_explanation(model, image_path, predicted_index, *, confidence=None, m
     titles = panel_titles(model, predicted_index)
     if list(maps) != titles[1:]:
         raise ParameterError(f"maps have panels {list(maps)}; expected {titles[1:]}")
-    image = _load(image_path, max(DISPLAY_SIZE, saving.input_size(model)))
+    image = load_checked(image_path, max(DISPLAY_SIZE, saving.input_size(model)))
 
     code = CLASSES[predicted_index]
     headline = f"{image_path.name}: {label(code)}"

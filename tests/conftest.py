@@ -23,6 +23,9 @@ if str(TESTS) not in sys.path:
 # (the study runs once) and the exercises of the teaching page, six studies of their own, spread one by one.
 SMOKE_RUN_FILES = ("tests/e2e/test_study.py", "tests/e2e/test_browser.py")
 ONE_BY_ONE_FILES = ("tests/e2e/test_exercises.py",)
+# Handed out before any other unit, each to a worker that then never gets the smoke study: xdist orders units by
+# their number of tests, which would put the paper dry run (one test, half an hour on real data) last.
+FIRST_FILES = ("tests/e2e/test_paper_dry_run.py",)
 
 
 def file_of(nodeid: str) -> str:
@@ -49,6 +52,16 @@ def pytest_xdist_make_scheduler(config, log):
     class StudyScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             return work_unit(nodeid)
+
+        def _assign_work_unit(self, node) -> None:
+            """The next unit for ``node`` (xdist pops the queue's first): FIRST_FILES first, and not the smoke
+            study for a worker that holds one of them while another unit is left."""
+            queue = self.workqueue
+            order = [unit for unit in FIRST_FILES if unit in queue] + [u for u in queue if u not in FIRST_FILES]
+            if set(self.assigned_work.get(node, {})) & set(FIRST_FILES):
+                order = [unit for unit in order if unit != "smoke_run"] or order
+            queue.move_to_end(order[0], last=False)
+            super()._assign_work_unit(node)
 
     return StudyScheduling(config, log)
 
@@ -96,10 +109,34 @@ def synthetic_set(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A few-kilobyte model at 32 px that passes every check of ``saving.load_model`` (a baseline by its names and
+    shapes): fast to load and run, for the commands that read a model file."""
+    import keras
+
+    inputs = keras.Input((32, 32, 3), name="image")
+    x = keras.layers.Conv2D(4, 3, name="conv5_block3_out")(inputs)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    model = keras.Model(inputs, keras.layers.Dense(7, activation="softmax", name="predictions")(x), name="baseline")
+    path = tmp_path_factory.mktemp("tiny") / "tiny.keras"
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
-    """One smoke study with its built book, shared by every test that reads a run's outputs (minutes)."""
+    """One smoke study with its built book, shared by every test that reads a run's outputs (minutes).
+
+    It names an external test set (``external_test_dir``): synthetic images in the ISIC 2018 Task 3 layout,
+    drawn with another seed than the run's own, so chapter 7 scores both models on images the run never saw.
+    """
+    from lesionscan.data import synthetic
     from lesionscan.study import runner
 
-    artifacts = tmp_path_factory.mktemp("study") / "artifacts"
-    index = runner.run_study("smoke", artifacts=str(artifacts))
+    from factories import SMOKE_EXTERNAL_IMAGES
+
+    folder = tmp_path_factory.mktemp("study")
+    external = synthetic.generate_isic2018(folder / "isic2018", n_images=SMOKE_EXTERNAL_IMAGES, size=128, seed=7)
+    artifacts = folder / "artifacts"
+    index = runner.run_study("smoke", artifacts=str(artifacts), overrides=[f"external_test_dir={external}"])
     return artifacts / "smoke", index

@@ -15,6 +15,8 @@ from lesionscan.core.classes import CLASSES
 
 ROOT = Path(__file__).resolve().parent.parent
 """The project checkout: lesionscan/, notebooks/, book/, _config.yml."""
+SMOKE_EXTERNAL_IMAGES = 200
+"""Images of the synthetic ISIC 2018 set the shared smoke study (``smoke_run``) names as its external test set."""
 
 
 def _ids(n: int) -> list[str]:
@@ -96,3 +98,29 @@ def folder_state(folder: Path, by_stat: tuple[str, ...] = ()) -> dict:
 
     return {p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns) if p.suffix in by_stat
             else hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def isic2018_folder(folder: Path, labels: Mapping[str, str], images: Sequence[str] | None = None,
+                    truth_dir: str = "ISIC2018_Task3_Test_GroundTruth", image_dir: str = "ISIC2018_Task3_Test_Input",
+                    rows: Sequence[str] = (), size: tuple[int, int] = (16, 12)) -> Path:
+    """An ISIC 2018 Task 3 folder as the two official archives unpack: ``labels`` image id -> class code.
+
+    ``images``: the ids given a JPEG (default: every labelled one), each of random pixels seeded by its
+    position; ``rows``: raw ground-truth lines appended after the labels' rows.
+    """
+    from PIL import Image
+
+    from lesionscan.data import isic2018
+
+    (folder / image_dir).mkdir(parents=True, exist_ok=True)
+    for i, image_id in enumerate(images if images is not None else labels):
+        pixels = np.random.default_rng(i).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / image_dir / f"{image_id}.jpg")
+    codes = list(isic2018.COLUMNS.values())
+    lines = [",".join(isic2018.HEADER)]
+    lines += [",".join([image_id] + ["1.0" if dx == code else "0.0" for code in codes])
+              for image_id, dx in labels.items()]
+    lines += list(rows)
+    (folder / truth_dir).mkdir(parents=True, exist_ok=True)
+    (folder / truth_dir / f"{truth_dir}.csv").write_text("\n".join(lines) + "\n")
+    return folder

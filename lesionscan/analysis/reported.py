@@ -1,7 +1,9 @@
 """The report's claimed numbers, kept as data, and tables that set ours beside them.
 
 The claims live in ``reference/report_claims.csv`` (claim, model, metric,
-value, section, definition), so no chapter types a report number by hand.
+value, section, definition), so no chapter types a report number by hand;
+the ISIC 2018 Task 3 leaderboard's reference entries, in
+``reference/isic2018_task3.csv``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,13 @@ from lesionscan.analysis.evaluation import flat_metrics
 def claims() -> pd.DataFrame:
     """Every number the report claims that our run can be compared with."""
     with resources.files("lesionscan").joinpath("reference/report_claims.csv").open() as handle:
+        return pd.read_csv(handle)
+
+
+def challenge_results() -> pd.DataFrame:
+    """The ISIC 2018 Task 3 leaderboard's reference entries (entry, team, metric, value, note, source): what an
+    external test on its 1,512 images is read against; kept as data like the report's claims."""
+    with resources.files("lesionscan").joinpath("reference/isic2018_task3.csv").open() as handle:
         return pd.read_csv(handle)
 
 

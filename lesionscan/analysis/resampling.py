@@ -214,7 +214,7 @@ def point_metrics(pred: pd.DataFrame, specificities: Sequence[float] = DEFAULT_S
     """Every metric the bootstrap reports, on the whole test set (scikit-learn; NaN where undefined).
 
     ``evaluation.flat_metrics`` (summary metrics, F1 per class), then ROC-AUC
-    per class, melanoma sensitivity at each specificity and the ECE.
+    and recall per class, melanoma sensitivity at each specificity and the ECE.
     Per-class entries only for classes with test images.
     """
     data = _arrays(pred)
@@ -225,6 +225,9 @@ def point_metrics(pred: pd.DataFrame, specificities: Sequence[float] = DEFAULT_S
     for dx in CLASSES:
         if dx in present:
             flat[f"roc_auc_{dx}"] = metrics["per_class"][dx]["roc_auc"]
+    for dx in CLASSES:
+        if dx in present:
+            flat[f"recall_{dx}"] = metrics["per_class"][dx]["recall"]
     sens = melanoma_sensitivity_at_specificity(pred, specificities)
     for target, value in zip(sens["target_specificity"], sens["sensitivity"]):
         flat[sensitivity_metric_name(target)] = value
@@ -310,6 +313,8 @@ def _resampled_metrics(data: _Arrays, w: np.ndarray, specificities: Sequence[flo
         ordered[f"f1_{CLASSES[c]}"] = f1[:, c]
     for c in present:
         ordered[f"roc_auc_{CLASSES[c]}"] = auc[:, c]
+    for c in present:
+        ordered[f"recall_{CLASSES[c]}"] = recall[:, c]
     for target, values in _weighted_sensitivity_at_specificity(w, data.y_true == MEL, data.probs[:, MEL],
                                                                specificities).items():
         ordered[sensitivity_metric_name(target)] = values
@@ -344,7 +349,7 @@ def bootstrap_metrics(pred: pd.DataFrame, n_resamples: int = 1000, seed: int = 0
     each class keeps its support), ``n_resamples`` times from
     ``numpy.random.default_rng(seed)``. Metrics: ``evaluation.flat_metrics``
     (accuracy, balanced accuracy, macro and weighted precision, recall, F1,
-    ROC-AUC; F1 per class), ROC-AUC per class, melanoma sensitivity at each of
+    ROC-AUC; F1 per class), ROC-AUC and recall per class, melanoma sensitivity at each of
     ``specificities`` and the expected calibration error (``n_bins`` bins).
     Columns: metric, value (on the whole test set), low, high (the interval
     at ``level``), n_valid (resamples in which the metric is defined; the

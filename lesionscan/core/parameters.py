@@ -181,6 +181,15 @@ class TrainSection(_Section):
     cache_max_gb: float = _param(16.0, "feature cache limit (also at most half the RAM); above it phase 1 uses images",
                                  low=0, high=4096, low_open=True)
     deterministic: bool = _param(True, "TensorFlow op determinism: same seed, same metrics")
+    # A strategy changes the numbers (batch-norm statistics per replica, over its share of the batch; gradients
+    # summed across replicas), so the value enters the model's fingerprint: a model trained with distribute=none
+    # is not reused for distribute=mirrored, nor the other way round. The value is keyed as set, not as resolved
+    # (auto is auto on one GPU and on four), as the precision policy (mixed float16 on a GPU) is not keyed
+    # either: the cache describes a recipe, not a machine; each model's metrics record the strategy it ran under.
+    distribute: str = _param("auto", "auto: mirrored when more than one GPU is visible, else none; mirrored: "
+                                     "TensorFlow's MirroredStrategy over every GPU; none: one device; batch_size "
+                                     "is the global batch, split between the devices",
+                             choices=("auto", "none", "mirrored"))
     training_cache: bool = _param(True, "reuse a model trained before under the same recipe, data, split and code "
                                         "(ARTIFACTS/.cache/training/; --no-cache sets false)", determines_model=False)
 
@@ -210,6 +219,8 @@ class EvaluationSection(_Section):
                                  low=1, high=100)
     extra_seeds: str = _param("", "more training seeds for both main models, comma-separated (e.g. 1,2)")
     leakage_protocols: str = _param("image", "protocols the SA model is also trained and tested under")
+    external_test_dir: str = _param("", "a labelled folder outside the run's data (ISIC 2018 Task 3 layout, or "
+                                        "HAM10000's) chapter 7 scores both main models on; empty: none")
 
     @property
     def ablation_kinds(self) -> list[str]:

@@ -113,6 +113,12 @@ class CheckReport:
                           f"  {len(self.frame):,} labelled images: {classes}",
                           f"  problems: {len(self.problems) or 'none'}"])
 
+    def checksum(self) -> str:
+        """The fingerprint of these labels and images (``ham10000.labelled_files_checksum``)."""
+        from lesionscan.data.ham10000 import labelled_files_checksum
+
+        return labelled_files_checksum(self.ground_truth, self.frame)
+
     def raise_for_problems(self) -> None:
         if self.problems:
             shown = self.problems[:MAX_LISTED]

@@ -29,6 +29,7 @@ from lesionscan.core.errors import ParameterError
 from lesionscan.data.ham10000 import IMAGE_DIRS, MASK_DIR, METADATA_FILE
 
 IMAGE_DIR = IMAGE_DIRS[0]
+MARKER = ".lesionscan-synthetic"  # in every folder this module writes: what may be replaced, what is not real
 
 # Images per lesion in the real HAM10000 (7,470 lesions for 10,015 images):
 # share of lesions with 1, 2, 3, 4, 5, 6 images.
@@ -263,6 +264,23 @@ def _encode(array: np.ndarray, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
+def _replaceable(out_dir: str | Path, size: int) -> Path:
+    """``out_dir``, if a synthetic dataset may be written there: new, or one written before (it has our marker)."""
+    if size < 32:  # size: the CLI checks --size and the study synthetic_size first
+        raise ParameterError(f"size={size} is too small: need at least 32 px")
+    out = Path(out_dir)
+    if out.exists() and not (out / MARKER).exists():
+        instead = "choose a path that does not exist yet (it is created), or a synthetic dataset written before"
+        if not out.is_dir():
+            raise ParameterError(f"{out} is a file, not a folder: {instead}")
+        if not any(out.iterdir()):
+            raise ParameterError(f"{out} is an empty folder, not a LesionScan synthetic dataset: remove the folder "
+                                 f"or {instead}")
+        raise ParameterError(f"{out} exists and is not a LesionScan synthetic dataset (it has no "
+                             f"{MARKER} marker): refusing to replace it; {instead}")
+    return out
+
+
 def generate(out_dir: str | Path, n_images: int = 700, size: int = 128, seed: int = 0,
              progress: bool = False) -> Path:
     """Write a synthetic dataset in the HAM10000 layout to ``out_dir``; return it.
@@ -272,18 +290,7 @@ def generate(out_dir: str | Path, n_images: int = 700, size: int = 128, seed: in
     so ``out_dir`` is either complete or absent. An existing ``out_dir`` is
     replaced only if it is itself a synthetic dataset (it has our marker).
     """
-    if size < 32:  # size: the CLI checks --size and the study synthetic_size first
-        raise ParameterError(f"size={size} is too small: need at least 32 px")
-    out = Path(out_dir)
-    if out.exists() and not (out / ".lesionscan-synthetic").exists():
-        instead = "choose a path that does not exist yet (it is created), or a synthetic dataset written before"
-        if not out.is_dir():
-            raise ParameterError(f"{out} is a file, not a folder: {instead}")
-        if not any(out.iterdir()):
-            raise ParameterError(f"{out} is an empty folder, not a LesionScan synthetic dataset: remove the folder "
-                                 f"or {instead}")
-        raise ParameterError(f"{out} exists and is not a LesionScan synthetic dataset (it has no "
-                             f".lesionscan-synthetic marker): refusing to replace it; {instead}")
+    out = _replaceable(out_dir, size)
     rng = np.random.default_rng(seed)
     width, height = size, round(size * 3 / 4)
     rows, arrays = [], []
@@ -315,7 +322,47 @@ def generate(out_dir: str | Path, n_images: int = 700, size: int = 128, seed: in
                 print(f"  synthetic: {new_pos + 1}/{len(order)} images", flush=True)
         frame = pd.DataFrame(meta).sort_values(["lesion_id", "image_id"], kind="stable")
         frame.to_csv(tmp / METADATA_FILE, index=False)
-        (tmp / ".lesionscan-synthetic").write_text(f"n_images={n_images} size={size} seed={seed}\n")
+        (tmp / MARKER).write_text(f"n_images={n_images} size={size} seed={seed}\n")
+        if out.exists():
+            shutil.rmtree(out)
+    return out
+
+
+ISIC2018_IMAGES, ISIC2018_TRUTH = "ISIC2018_Task3_Test_Input", "ISIC2018_Task3_Test_GroundTruth"
+ISIC2018_FIRST_ID = 9_000_001  # above every id ``generate`` gives, so the two sets never share an id by accident
+
+
+def generate_isic2018(out_dir: str | Path, n_images: int = 200, size: int = 128, seed: int = 1,
+                      progress: bool = False) -> Path:
+    """Write a synthetic external test set in the ISIC 2018 Task 3 layout to ``out_dir``; return it.
+
+    The same drawing as :func:`generate` (HAM10000's class proportions, the
+    rarest lifted to a floor), one image per lesion, in the two folders the
+    challenge's archives unpack to: ``ISIC2018_Task3_Test_Input/ISIC_*.jpg``
+    and the one-hot ground truth ``ISIC2018_Task3_Test_GroundTruth/...csv``.
+    Use another ``seed`` than the training set's so the images differ.
+    """
+    from lesionscan.data import isic2018
+
+    out = _replaceable(out_dir, size)
+    rng = np.random.default_rng(seed)
+    width, height = size, round(size * 3 / 4)
+    labels = [dx for dx, count in class_counts(n_images).items() for _ in range(count)]
+    labels = [labels[k] for k in rng.permutation(len(labels))]
+    codes = list(isic2018.COLUMNS.values())
+    with atomic_path(out) as tmp:
+        (tmp / ISIC2018_IMAGES).mkdir(parents=True)
+        (tmp / ISIC2018_TRUTH).mkdir()
+        lines = [",".join(isic2018.HEADER)]
+        for k, dx in enumerate(labels):
+            image_id = f"ISIC_{ISIC2018_FIRST_ID + k:07d}"
+            image, _ = render(_lesion_params(dx, rng), width, height, int(rng.integers(2**31)))
+            (tmp / ISIC2018_IMAGES / f"{image_id}.jpg").write_bytes(_encode(image, "JPEG"))
+            lines.append(",".join([image_id] + ["1.0" if dx == code else "0.0" for code in codes]))
+            if progress and (k + 1) % 500 == 0:
+                print(f"  synthetic ISIC 2018: {k + 1}/{len(labels)} images", flush=True)
+        (tmp / ISIC2018_TRUTH / f"{ISIC2018_TRUTH}.csv").write_text("\n".join(lines) + "\n")
+        (tmp / MARKER).write_text(f"isic2018 n_images={n_images} size={size} seed={seed}\n")
         if out.exists():
             shutil.rmtree(out)
     return out

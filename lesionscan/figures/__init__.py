@@ -8,9 +8,11 @@
 - ``training``: how training went: training curves (chapters 3, 4).
 - ``performance``: how well the models classify and how sure we are of it:
   confusion matrix, ROC curves, metric comparison, reliability diagram,
-  interval comparison (chapters 3 to 5).
+  interval comparison, internal against external (chapters 3 to 5, 7).
 - ``explanations``: where the models look: explanation panel, agreement of
   the maps with the lesion masks (chapter 6).
+- ``subgroups``: each model by subgroup of the test set, a forest plot of
+  intervals (chapter 7; the external test's figures are in ``performance``).
 
 Import the module you need (``from lesionscan.figures import performance``);
 nothing is re-exported here, so each figure has one home.

@@ -324,3 +324,63 @@ def interval_comparison(table: pd.DataFrame) -> Figure:
                        markeredgewidth=1.8, markersize=8, label=f"report, {s}") for s in sections]
     fig.legend(handles=handles, loc="outside upper center", ncols=3, frameon=False, fontsize=9)
     return fig
+
+
+@book_figure
+def confusion_by_model(predictions_by_model: Mapping[str, pd.DataFrame], where: str) -> Figure:
+    """One row-normalised confusion matrix per model, side by side (text: count and share of the true class)."""
+    from lesionscan.analysis import evaluation
+
+    models = list(predictions_by_model)
+    fig = BookFigure.sized(PAGE_WIDTH, 4.8)
+    axes = fig.subplots(1, len(models), squeeze=False)[0]
+    for k, (ax, model) in enumerate(zip(axes, models)):
+        counts = evaluation.confusion(predictions_by_model[model])
+        shares = _row_shares(counts.astype(float))
+        text = np.array([[f"{c}\n{100 * s:.0f} %" if c else "0" for c, s in zip(crow, srow)]
+                         for crow, srow in zip(counts.to_numpy(), shares.to_numpy())])
+        _confusion_panel(ax, shares, text, "share of the true class",
+                         f"{model}, {where} (n = {int(counts.to_numpy().sum()):,})", k == 0, 1.0, short_x=True,
+                         square=False)
+    return fig
+
+
+@book_figure
+def internal_against_external(table: pd.DataFrame, challenge: pd.DataFrame | None = None) -> Figure:
+    """Balanced accuracy and macro ROC-AUC of each model on the run's test subset and on the external set.
+
+    ``table``: ``study.external.comparison_table``; ``challenge``: the
+    leaderboard entries (``reported.challenge_results``), drawn as dashed
+    lines on the balanced-accuracy panel, labelled as the challenge's.
+    """
+    models = list(dict.fromkeys(table["model"]))
+    styles = model_styles(models)
+    metrics = [m for m in ("balanced_accuracy", "roc_auc_macro") if m in set(table["metric"])]
+    fig = BookFigure.sized(PAGE_WIDTH, 1.0 + 0.75 * len(models) * 2)
+    axes = fig.subplots(1, len(metrics), squeeze=False, sharey=True)[0]
+    labels = [f"{model}\n{side}" for model in models for side in ("internal", "external")]
+    positions = np.arange(len(labels))[::-1]
+    for ax, metric in zip(axes, metrics):
+        rows = table[table["metric"] == metric].set_index("model")
+        for y, model_side in zip(positions, [(m, s) for m in models for s in ("internal", "external")]):
+            model, side = model_side
+            value, low, high = (float(rows.at[model, c]) for c in (side, f"{side}_low", f"{side}_high"))
+            style = styles[model]
+            xerr = [[max(value - low, 0.0)], [max(high - value, 0.0)]] if np.isfinite(low) else None
+            ax.errorbar([value], [y], xerr=xerr, fmt=style["marker"], color=style["color"], markersize=7,
+                        elinewidth=2.2, capsize=3, markerfacecolor="white" if side == "external" else style["color"])
+            ax.annotate(f"{value:.3f}", (value, y), xytext=(0, 7), textcoords="offset points", ha="center",
+                        fontsize=9)
+        if metric == "balanced_accuracy" and challenge is not None:
+            for (_, entry), linestyle in zip(challenge.iterrows(), ("--", ":")):
+                ax.axvline(float(entry["value"]), color="0.35", linestyle=linestyle, linewidth=1.3,
+                           label=f"ISIC 2018 {entry['entry']} ({entry['team']}): {float(entry['value']):.3f}")
+            fig.legend(*ax.get_legend_handles_labels(), loc="outside upper center", ncols=2, frameon=False,
+                       fontsize=9)
+        ax.set_title(_metric_name(metric), loc="left")
+        ax.set_xlim(0.0, 1.0)
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_yticks(positions, labels)
+        ax.tick_params(axis="y", length=0)
+    axes[0].set_xlabel("value and 95 % bootstrap interval (filled: the run's test subset; hollow: external)")
+    return fig

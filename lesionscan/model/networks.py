@@ -35,6 +35,7 @@ import pandas as pd
 from lesionscan.core.classes import CLASSES
 from lesionscan.core.errors import ParameterError
 from lesionscan.core.parameters import MODEL_KINDS, ModelSection
+from lesionscan.model import backbone_weights
 from lesionscan.model.layers import (
     ATTENDED_FEATURES_LAYER,
     ATTENTION_CLASSES,
@@ -69,11 +70,10 @@ def _backbone(inputs, weights: str):
     path = Path(weights).expanduser()
     if not path.is_file():
         raise ParameterError(f"weights={weights}: no such file; {hint}")
-    try:
-        return keras.applications.ResNet50(include_top=False, weights=str(path), input_tensor=inputs)
-    except Exception as exc:
-        raise ParameterError(f"weights={weights}: could not load it as ResNet50 no-top weights ({exc}); "
-                             f"{hint}") from exc
+    # What ResNet50(weights=PATH) does (build, then model.load_weights), with the file checked first.
+    backbone = keras.applications.ResNet50(include_top=False, weights=None, input_tensor=inputs)
+    backbone_weights.load(backbone, path, label=f"weights={weights}", hint=hint)
+    return backbone
 
 
 def check_weights(weights: str) -> None:

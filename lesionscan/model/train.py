@@ -50,7 +50,7 @@ from lesionscan.model.networks import backbone_layers
 from lesionscan.model.pipeline import PREFETCH_BATCHES, without_autotune
 
 PHASES = ("frozen", "finetune", "full")
-HISTORY_COLUMNS = ["epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "lr"]
+HISTORY_COLUMNS = ["epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "inputs"]
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -187,6 +187,18 @@ class FeatureCache:
         return int(len(self.targets[0])) if self.targets else 0
 
 
+def _batch_predictor(model: keras.Model):
+    """A function of one batch giving ``model``'s outputs, under a distribution strategy too.
+
+    Under a MirroredStrategy ``predict_on_batch`` hands every replica the whole batch and returns its
+    outputs once per replica, and ``predict`` costs a distributed dataset per batch: there the batch
+    runs on one device instead, through the model's own variables (a forward pass: the same features).
+    """
+    if model.distribute_strategy.num_replicas_in_sync == 1:
+        return model.predict_on_batch
+    return tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+
+
 def extract_features(feature_model: keras.Model, dataset, draws: int = 1,
                      max_bytes: float | None = None, dtype=np.float16) -> FeatureCache | None:
     """Run ``feature_model`` over ``draws`` passes of ``dataset`` (batch by batch); store the outputs.
@@ -206,6 +218,7 @@ def extract_features(feature_model: keras.Model, dataset, draws: int = 1,
     store: list[np.ndarray] | None = None
     targets: list[np.ndarray] | None = None
     bounds, filled, batch_size = [], 0, 0
+    predict = _batch_predictor(feature_model)
 
     def grow(arrays, capacity):
         out = []
@@ -219,7 +232,7 @@ def extract_features(feature_model: keras.Model, dataset, draws: int = 1,
         start = filled
         for element in dataset:
             x, rest = element[0], [np.asarray(t) for t in element[1:]]
-            outputs = feature_model.predict_on_batch(x)
+            outputs = predict(x)
             outputs = [np.asarray(o) for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
             n = len(outputs[0])
             if store is None:
@@ -418,14 +431,16 @@ def build_before_tracing(model: keras.Model, dataset) -> None:
     (measured: first epoch 18 s before, 12 s after). ``_symbolic_build`` is
     what Keras itself calls first under a strategy; it only needs the
     dataset's element shapes. A model or dataset without it gets the optimizer
-    built, which is most of the gain.
+    built, which is most of the gain. Under a strategy (``model.distribute_strategy``, see
+    ``model.distribution``) they are made in its scope, as Keras does: one copy per replica.
     """
     spec = getattr(dataset, "element_spec", None)
     symbolic_build = getattr(model, "_symbolic_build", None)
-    if spec is not None and symbolic_build is not None:
-        symbolic_build(data_batch=spec)
-    elif not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
+    with model.distribute_strategy.scope():
+        if spec is not None and symbolic_build is not None:
+            symbolic_build(data_batch=spec)
+        elif not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
 
 
 def train(model: keras.Model, train_ds, val_ds, config: TrainSection, pretrained: bool = False,
@@ -436,7 +451,7 @@ def train(model: keras.Model, train_ds, val_ds, config: TrainSection, pretrained
     ``pretrained`` (the backbone starts from ImageNet or file weights) makes
     schedule "auto" two-phase.
     Columns: epoch (global, 1-based), phase, loss, accuracy, val_loss,
-    val_accuracy, lr. ``class_weight`` is applied only if
+    val_accuracy, lr, inputs ("cached features" or "images"). ``class_weight`` is applied only if
     ``config.class_weights``. verbose=0 is silent; otherwise one line per
     epoch, with the phase name. With ``config.cache_features`` phase "frozen"
     trains the head model on cached backbone features (module docstring);
@@ -445,6 +460,8 @@ def train(model: keras.Model, train_ds, val_ds, config: TrainSection, pretrained
     say); in a cached phase 1 their ``self.model`` is the head model.
     ``features``: phase 1's cached features computed by the caller, a function
     of the feature model returning ``(train cache, validation cache)``.
+    Under a distribution strategy build ``model`` and call this inside the
+    strategy's scope (``distribution.training_scope``): ``fit`` then distributes.
     """
     if int(config.cache_draws) < 1:
         raise ParameterError(f"cache_draws={config.cache_draws}: expected a positive integer")
@@ -471,5 +488,7 @@ def train(model: keras.Model, train_ds, val_ds, config: TrainSection, pretrained
         ] + list(callbacks or [])
         fit_model.fit(fit_train, validation_data=fit_val, initial_epoch=epoch, epochs=epoch + n_epochs,
                       class_weight=weights, callbacks=phase_callbacks, shuffle=False, verbose=0)
+        for row in rows[before:]:  # what the phase trained on: the cached backbone features, or images
+            row["inputs"] = "images" if fit_model is model else "cached features"
         epoch += len(rows) - before
     return pd.DataFrame(rows, columns=HISTORY_COLUMNS)

@@ -24,7 +24,7 @@ from lesionscan.analysis import evaluation, resampling
 from lesionscan.core import atomic
 from lesionscan.core.classes import CLASSES
 from lesionscan.core.parameters import TrainingRecipe
-from lesionscan.model import networks, pipeline, train
+from lesionscan.model import distribution, networks, pipeline, train
 from lesionscan.study import shared_backbone, training_cache
 from lesionscan.study.results import MAIN_MODELS
 from lesionscan.study.run_folder import Run
@@ -121,18 +121,21 @@ def _train(run: Run, recipe: TrainingRecipe, name: str) -> Result:
                                      seed=recipe.seed)
     class_weight = pipeline.epoch_class_weights(train_labels, pipe.balance_target) if recipe.train.class_weights \
         else None
-    model = networks.build_model(recipe.kind, pipe.image_size, recipe.model)
-    shared = None
-    if recipe.backbone_from:  # chapter 5's heads: one backbone's features, computed once for all of them
-        shared = shared_backbone.of(run.model_path(recipe.backbone_from), recipe.train.cache_max_gb)
-        networks.copy_backbone(shared.backbone, model)
-    print(f"{name}: {model.count_params():,} parameters; {len(parts['train'])} training images, "
-          f"{len(parts['val'])} validation images"
-          + (f"; backbone of {recipe.backbone_from!r}, frozen" if recipe.backbone_from else ""), flush=True)
-    val_ds = eval_dataset(recipe, parts["val"])
-    history = train.train(model, train_ds, val_ds, recipe.train, pretrained=recipe.model.pretrained,
-                          class_weight=class_weight,
-                          features=shared.training(recipe, train_ds, val_ds) if shared is not None else None)
+    # Every variable (model, optimizer, metrics; the shared backbone loaded for chapter 5's heads) is created
+    # under the strategy of ``distribute``, and ``fit`` runs under it; saving and testing need not.
+    with distribution.training_scope(recipe.train.distribute) as strategy:
+        model = networks.build_model(recipe.kind, pipe.image_size, recipe.model)
+        shared = None
+        if recipe.backbone_from:  # chapter 5's heads: one backbone's features, computed once for all of them
+            shared = shared_backbone.of(run.model_path(recipe.backbone_from), recipe.train.cache_max_gb)
+            networks.copy_backbone(shared.backbone, model)
+        print(f"{name}: {model.count_params():,} parameters; {len(parts['train'])} training images, "
+              f"{len(parts['val'])} validation images"
+              + (f"; backbone of {recipe.backbone_from!r}, frozen" if recipe.backbone_from else ""), flush=True)
+        val_ds = eval_dataset(recipe, parts["val"])
+        history = train.train(model, train_ds, val_ds, recipe.train, pretrained=recipe.model.pretrained,
+                              class_weight=class_weight,
+                              features=shared.training(recipe, train_ds, val_ds) if shared is not None else None)
 
     with atomic.atomic_path(run.model_path(name)) as tmp:
         model.save(tmp)
@@ -148,7 +151,8 @@ def _train(run: Run, recipe: TrainingRecipe, name: str) -> Result:
     atomic.write_csv(run.predictions_path(name), predictions)
     metrics = evaluation.compute_metrics(predictions)
     metrics.update(model=recipe.kind, name=name, seed=recipe.seed, split_protocol=recipe.split.protocol,
-                   data=run.data_label, initialisation=run.weights_label, epochs_trained=int(len(history)))
+                   data=run.data_label, initialisation=run.weights_label, epochs_trained=int(len(history)),
+                   distribution=distribution.describe(strategy))
     atomic.write_json(run.metrics_path(name), metrics)
     return Result(model=model, history=history, predictions=predictions, metrics=metrics)
 

@@ -31,7 +31,7 @@ def data_description(run: Run) -> str:
     p = run.parameters
     size = p.pipeline.image_size
     text = f"profile `{p.profile}`: {run.data_label}, {run.weights_label}, {size} px"
-    if p.data.source == "synthetic":
+    if run.is_synthetic:
         return f"{text}. These numbers show that the software works; they say nothing about the report's claims."
     caveat = []
     if size < 224:
@@ -41,6 +41,24 @@ def data_description(run: Run) -> str:
     if caveat:
         return f"{text}. Real dermoscopy, but with {' and '.join(caveat)}: a test of the protocol, not of its ceiling."
     return f"{text}: the report's protocol."
+
+
+def banner_markdown(run: Run, checksum: str, chapters_run: Collection[str] = CHAPTERS) -> str:
+    """The front page's first lines: which profile, data, initialisation and external test the reader is looking at.
+
+    ``checksum``: the data checksum the run's manifest records.
+    """
+    external = "none"
+    if _ran(chapters_run, results.EXTERNAL_STATUS.chapter):
+        status = run.read(results.EXTERNAL_STATUS)
+        if status["ran"]:
+            external = (f"{status['scored']:,} images of `{Path(status['data_dir']).name}` "
+                        f"({status['layout']} layout; chapter 7)")
+    else:
+        external = "not run (chapter 7)"
+    return "\n".join(["```{admonition} What you are reading", ":class: important",
+                      f"**{wording.capital(data_description(run))}**", "",
+                      f"Data checksum `{checksum}`; external test set: {external}.", "```", ""])
 
 
 def _ran(chapters_run: Collection[str], chapter: str) -> bool:
@@ -132,3 +150,8 @@ def findings_markdown(run: Run, chapters_run: Collection[str] = CHAPTERS) -> str
 def write_findings(run: Run, path: str | os.PathLike, chapters_run: Collection[str] = CHAPTERS) -> Path:
     """Write the block (atomically) where the front page includes it."""
     return atomic.write_text(Path(path), findings_markdown(run, chapters_run))
+
+
+def write_banner(run: Run, path: str | os.PathLike, checksum: str, chapters_run: Collection[str] = CHAPTERS) -> Path:
+    """Write the front page's first lines (atomically) where it includes them."""
+    return atomic.write_text(Path(path), banner_markdown(run, checksum, chapters_run))

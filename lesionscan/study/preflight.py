@@ -65,6 +65,15 @@ def check_data(params: dict[str, Any], data_dir) -> None:
     ham10000.load_dataset(run_folder.given_data_dir(params, data_dir), verify_images=False)
 
 
+def check_external(params: dict[str, Any]) -> None:
+    """The external test set, where one is named: a labelled folder in a layout the package reads, every
+    problem of its labels named (its images are checked when chapter 7 scores them)."""
+    if params["external_test_dir"]:
+        from lesionscan import evaluate
+
+        evaluate.read_labelled_folder(params["external_test_dir"], option="external_test_dir")
+
+
 def disk_needed(params: dict[str, Any]) -> float:
     """Bytes the run will write at most: one model file per planned training, and the rest of a run."""
     from lesionscan.study import experiments, run_folder
@@ -88,6 +97,7 @@ def check_before_writing(profile: str, artifacts, data_dir, overrides) -> tuple[
         params["data"] = "directory"
     artifacts = check_artifacts_folder(Path(artifacts))
     check_data(params, data_dir)
+    check_external(params)
     from lesionscan.model import networks
 
     networks.check_weights(params["weights"])

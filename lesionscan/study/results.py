@@ -24,7 +24,7 @@ from pathlib import Path
 from lesionscan.core.errors import DataError
 
 CHAPTERS = ("01_data", "02_preprocessing", "03_baseline", "04_soft_attention", "05_ablation",
-            "06_interpretability")
+            "06_interpretability", "07_external")
 MAIN_MODELS = ("baseline", "soft_attention")
 
 TABLE, STATEMENT, FIGURE, SPLIT = "table", "statement", "figure", "split"
@@ -182,3 +182,21 @@ MASK_AGREEMENT_DIFFERENCES = _declare("mask_agreement_differences", TABLE, "06_i
                                       "attention against each reference map", optional=True)
 MAP_LIKENESS = _declare("map_likeness_to_average", TABLE, "06_interpretability",
                         "how far each method's map is the same for every image", optional=True)
+
+# --- 07_external -----------------------------------------------------------------------------------------------
+SUBGROUPS = _declare("subgroups", TABLE, "07_external",
+                     "both models by age band, sex, body site and ground-truth type, with intervals")
+SUBGROUP_FIGURE = _declare("subgroups", FIGURE, "07_external", "balanced accuracy per subgroup with intervals")
+EXTERNAL_STATUS = _declare("external_validation", STATEMENT, "07_external",
+                           "whether an external test set was scored, which, and the images it shares with the run")
+EXTERNAL_COMPARISON = _declare("external_comparison", TABLE, "07_external",
+                               "internal against external test metrics of both models, with intervals",
+                               optional=True)
+EXTERNAL_PER_CLASS = _declare("external_per_class", TABLE, "07_external",
+                              "per-class recall, internal against external", optional=True)
+EXTERNAL_PREDICTIONS = _declare("external_predictions", TABLE, "07_external",
+                                "both models' predictions on the external images", optional=True)
+EXTERNAL_CONFUSION = _declare("external_confusion", FIGURE, "07_external",
+                              "confusion matrices on the external test set", optional=True)
+EXTERNAL_FIGURE = _declare("external_comparison", FIGURE, "07_external",
+                           "internal against external balanced accuracy, with the challenge's best", optional=True)

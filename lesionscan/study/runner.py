@@ -386,9 +386,13 @@ def repository_url(root: Path) -> str | None:
 
 
 def _write_generated_pages(root: Path, run: run_folder.Run, manifest: dict) -> None:
-    """Pages written from this run: the front page's findings, the appendix and the manifest it links to."""
+    """Pages written from this run: the front page's findings, the checklist, the appendix and the manifest it links."""
+    from lesionscan.study import checklist
+
     ran = [name for name, info in manifest["chapters"].items() if info["status"] == "ok"]
+    findings.write_banner(run, run.generated_page("banner.md"), manifest["data_checksum"], chapters_run=ran)
     findings.write_findings(run, run.generated_page("findings.md"), chapters_run=ran)
+    checklist.write_checklist(run, run.generated_page("checklist.md"), chapters_run=ran)
     atomic.write_json(run.generated_page("manifest.json"), manifest)
     reproducibility.write_appendix(manifest, run.generated_page("reproducibility.md"), repository=repository_url(root))
 

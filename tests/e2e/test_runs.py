@@ -65,3 +65,19 @@ def test_a_rerun_with_another_seed_reads_only_its_own_outputs(tmp_path):
         assert set(pd.read_csv(run_dir / "predictions" / f"{model}.csv")["image_id"]) == test_ids, protocol
     leakage = pd.read_csv(run_dir / "tables" / "leakage_audit.csv")
     assert set(leakage["protocol"]) == {"seed", "image"}
+
+
+def test_a_book_without_an_external_set_says_how_to_get_one(tmp_path):
+    """The default: no external_test_dir. Chapter 7 still shows the subgroups, its external section is the recipe
+    for getting the data, and the book builds without a warning (the build fails on one)."""
+    import re
+    from html import unescape
+
+    artifacts = tmp_path / "artifacts"
+    index = runner.run_study("smoke", artifacts=str(artifacts), overrides=_TINY + ["leakage_protocols="])
+    status = json.loads((artifacts / "smoke" / "metrics" / "external_validation.json").read_text())
+    assert status == {"ran": False, "reason": "no external test set: the parameter external_test_dir is empty"}
+    assert not (artifacts / "smoke" / "tables" / "external_comparison.csv").exists()
+    page = unescape(re.sub(r"<[^>]+>", "", (index.parent / "notebooks" / "07_external.html").read_text()))
+    assert "This run had no external test set" in page and "lesionscan data download --isic2018 test" in page
+    assert "Subgroups of the test subset" in page

@@ -13,7 +13,7 @@ import pytest
 from lesionscan.core.classes import CLASSES
 from lesionscan.study import runner
 
-from factories import folder_state
+from factories import SMOKE_EXTERNAL_IMAGES, folder_state
 
 pytestmark = pytest.mark.slow
 
@@ -42,10 +42,40 @@ def test_chapters_show_their_figures(smoke_run):
     run_dir, _ = smoke_run
     html = (run_dir / "_build" / "html" / "notebooks")
     expected = {"01_data": 3, "02_preprocessing": 2, "03_baseline": 3, "04_soft_attention": 3,
-                "05_ablation": 3, "06_interpretability": 1 + len(CLASSES)}
+                "05_ablation": 3, "06_interpretability": 1 + len(CLASSES), "07_external": 4}
     for chapter, n_figures in expected.items():
         assert (html / f"{chapter}.html").read_text().count("<img") >= n_figures, chapter
     assert "synthetic" in (html / "03_baseline.html").read_text()
+
+
+def test_chapter_7_scores_both_models_on_the_external_set_beside_the_test_subset(smoke_run):
+    run_dir, index = smoke_run
+    status = json.loads((run_dir / "metrics" / "external_validation.json").read_text())
+    assert status["ran"] and status["layout"] == "ISIC 2018 Task 3"
+    assert status["images"] == status["scored"] == SMOKE_EXTERNAL_IMAGES and status["shared_with_run"] == 0
+    predictions = pd.read_csv(run_dir / "tables" / "external_predictions.csv")
+    assert predictions.groupby("model").size().to_dict() == {"baseline": SMOKE_EXTERNAL_IMAGES,
+                                                             "soft_attention": SMOKE_EXTERNAL_IMAGES}
+    comparison = pd.read_csv(run_dir / "tables" / "external_comparison.csv")
+    internal = json.loads((run_dir / "metrics" / "soft_attention.json").read_text())
+    row = comparison[(comparison["model"] == "soft_attention") & (comparison["metric"] == "balanced_accuracy")]
+    assert row["internal"].iloc[0] == pytest.approx(internal["balanced_accuracy"])
+    assert row["external_low"].iloc[0] <= row["external"].iloc[0] <= row["external_high"].iloc[0]
+    page = unescape(re.sub(r"<[^>]+>", "", (index.parent / "notebooks" / "07_external.html").read_text()))
+    for needle in ("external (95 % CI)", "MetaOptima", "0.885", "No external image is also in the run",
+                   "Recall of each class"):
+        assert needle in page, needle
+    assert (index.parent / "notebooks" / "07_external.html").read_text().count("<img") >= 3
+
+
+def test_chapter_7_breaks_the_test_subset_into_subgroups_that_add_up(smoke_run):
+    run_dir, _ = smoke_run
+    table = pd.read_csv(run_dir / "tables" / "subgroups.csv")
+    test_images = len(pd.read_csv(run_dir / "predictions" / "soft_attention.csv"))
+    for (model, variable), rows in table[table["variable"] != "all"].groupby(["model", "variable"]):
+        assert rows["images"].sum() == test_images, (model, variable)
+    assert set(table["variable"]) == {"all", "age band", "sex", "body site", "ground truth"}
+    assert table[table["variable"] == "all"]["images"].tolist() == [test_images, test_images]
 
 
 def test_appendix_is_generated_from_the_manifest(smoke_run):

@@ -89,3 +89,29 @@ def test_parts_the_profile_skips_are_said_to_be_skipped(tmp_path):
     text = findings.findings_markdown(run)
     assert "Leakage" not in text  # no image-level model was trained: nothing to read, nothing said
     assert "**Where attention looks:** not measured: this dataset has no lesion masks" in text
+
+
+def test_the_front_page_opens_with_the_profile_data_and_external_set(tmp_path):
+    run = _run(tmp_path)
+    (run.dir / "metrics").mkdir(parents=True)
+    run.path(results.EXTERNAL_STATUS).write_text(json.dumps({"ran": False, "reason": "none named"}))
+    text = findings.banner_markdown(run, "sha256:abc")
+    assert text.startswith("```{admonition} What you are reading")
+    assert "Profile `smoke`: synthetic data" in text and "random-initialised ResNet50" in text
+    assert "Data checksum `sha256:abc`; external test set: none." in text
+    run.path(results.EXTERNAL_STATUS).write_text(json.dumps({"ran": True, "scored": 1512, "layout": "ISIC 2018 Task 3",
+                                                             "data_dir": "/data/isic2018-test"}))
+    assert "1,512 images of `isic2018-test` (ISIC 2018 Task 3 layout; chapter 7)" in findings.banner_markdown(
+        run, "sha256:abc")
+    assert "external test set: not run (chapter 7)" in findings.banner_markdown(run, "x", chapters_run=["01_data"])
+
+
+def test_a_data_synth_folder_passed_as_data_dir_is_still_called_synthetic(tmp_path):
+    from lesionscan.data import synthetic
+
+    run = _run(tmp_path, profile="cpu")
+    (tmp_path / "data").mkdir()
+    assert "synthetic" not in run.data_label
+    (tmp_path / "data" / synthetic.MARKER).write_text("n_images=200\n")
+    assert run.data_label.startswith("synthetic data") and "say nothing about the report" in \
+        findings.data_description(run)

@@ -1,30 +1,15 @@
 """The ISIC 2018 Task 3 layout (issue 14): images and a one-hot ground truth, every problem named at once."""
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from lesionscan import cli
 from lesionscan.core.classes import CLASSES
 from lesionscan.core.errors import DataError
 from lesionscan.data import isic2018
 
+from factories import isic2018_folder
+
 DX = list(isic2018.COLUMNS.values())
-
-
-def _write(folder, labels, images=None, truth_dir="ISIC2018_Task3_Test_GroundTruth",
-           image_dir="ISIC2018_Task3_Test_Input", rows=None):
-    """An ISIC 2018 folder as the two official archives unpack: ``labels`` image id -> class code."""
-    (folder / image_dir).mkdir(parents=True, exist_ok=True)
-    for i, image_id in enumerate(images if images is not None else labels):
-        Image.fromarray(np.full((12, 16, 3), 20 * i % 255, np.uint8)).save(folder / image_dir / f"{image_id}.jpg")
-    lines = [",".join(isic2018.HEADER)]
-    for image_id, dx in labels.items():
-        lines.append(",".join([image_id] + ["1.0" if dx == code else "0.0" for code in DX]))
-    lines += rows or []
-    (folder / truth_dir).mkdir(parents=True, exist_ok=True)
-    (folder / truth_dir / f"{truth_dir}.csv").write_text("\n".join(lines) + "\n")
-    return folder
 
 
 def test_the_columns_are_the_seven_classes():
@@ -33,7 +18,7 @@ def test_the_columns_are_the_seven_classes():
 
 def test_a_folder_in_the_official_layout_is_read(tmp_path):
     labels = {f"ISIC_00{34000 + i}": dx for i, dx in enumerate(DX * 2)}
-    folder = _write(tmp_path / "isic", labels)
+    folder = isic2018_folder(tmp_path / "isic", labels)
     assert isic2018.is_layout(folder)
     report = isic2018.check_report(folder)
     assert report.problems == []
@@ -49,7 +34,8 @@ def test_every_problem_is_named_at_once(tmp_path):
             "ISIC_0000006,0.5,0.5,0,0,0,0,0",  # soft labels
             "ISIC_0000001,0,1,0,0,0,0,0",  # labelled twice
             "ISIC_0000007,1,0"]  # a short row
-    folder = _write(tmp_path / "isic", labels, images=["ISIC_0000001", "ISIC_0000002", "ISIC_0000009"], rows=rows)
+    folder = isic2018_folder(tmp_path / "isic", labels, images=["ISIC_0000001", "ISIC_0000002", "ISIC_0000009"],
+                             rows=rows)
     report = isic2018.check_report(folder)
     text = "\n".join(report.problems)
     for needle in ("line 5: ISIC_0000004 is not exactly one-hot", "line 6: ISIC_0000005 is not exactly one-hot",
@@ -62,17 +48,17 @@ def test_every_problem_is_named_at_once(tmp_path):
 
 
 def test_no_or_two_ground_truths_are_refused(tmp_path):
-    folder = _write(tmp_path / "isic", {"ISIC_0000001": "mel"})
+    folder = isic2018_folder(tmp_path / "isic", {"ISIC_0000001": "mel"})
     assert not isic2018.is_layout(tmp_path / "nothing")
-    _write(folder, {"ISIC_0000001": "mel"}, truth_dir="ISIC2018_Task3_Validation_GroundTruth")
+    isic2018_folder(folder, {"ISIC_0000001": "mel"}, truth_dir="ISIC2018_Task3_Validation_GroundTruth")
     with pytest.raises(DataError, match="2 ISIC 2018 Task 3 ground-truth files"):
         isic2018.check_report(folder)
 
 
 def test_data_check_recognises_the_layout(tmp_path, capsys):
-    good = _write(tmp_path / "good", {"ISIC_0000001": "mel", "ISIC_0000002": "vasc"})
+    good = isic2018_folder(tmp_path / "good", {"ISIC_0000001": "mel", "ISIC_0000002": "vasc"})
     assert cli.main(["data", "check", str(good)]) == 0
     assert "layout:   ISIC 2018 Task 3" in capsys.readouterr().out
-    bad = _write(tmp_path / "bad", {"ISIC_0000001": "mel"}, rows=["ISIC_0000002,1,1,0,0,0,0,0"])
+    bad = isic2018_folder(tmp_path / "bad", {"ISIC_0000001": "mel"}, rows=["ISIC_0000002,1,1,0,0,0,0,0"])
     assert cli.main(["data", "check", str(bad)]) == 2
     assert "ISIC_0000002 is not exactly one-hot" in capsys.readouterr().err

@@ -146,6 +146,28 @@ def test_confusion_matrix_counts_normalised_and_both(pred):
     assert len(fig.axes[0].texts) == 49 and len(fig.axes[1].texts) == 49
 
 
+def test_confusion_by_model_puts_each_model_in_a_panel(pred):
+    fig = _render(performance.confusion_by_model({"baseline": pred, "soft_attention": pred}, "external"))
+    matrices = [ax for ax in fig.axes if ax.get_title(loc="left")]
+    assert [ax.get_title(loc="left") for ax in matrices] == [f"{m}, external (n = {len(pred)})"
+                                                   for m in ("baseline", "soft_attention")]
+    assert all(len(ax.texts) == 49 for ax in matrices) and "3\n75 %" in _texts(fig)
+
+
+def test_internal_against_external_draws_both_sides_and_the_challenges_entries():
+    from lesionscan.analysis import reported
+
+    rows = [{"model": m, "metric": metric, "internal": 0.6, "internal_low": 0.5, "internal_high": 0.7,
+             "external": 0.4, "external_low": 0.3, "external_high": 0.5, "change": -0.2}
+            for m in ("baseline", "soft_attention") for metric in ("balanced_accuracy", "roc_auc_macro")]
+    fig = _render(performance.internal_against_external(pd.DataFrame(rows), reported.challenge_results()))
+    assert [ax.get_title(loc="left") for ax in fig.axes] == ["Balanced accuracy", "Macro ROC-AUC"]
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == [
+        "baseline\ninternal", "baseline\nexternal", "soft_attention\ninternal", "soft_attention\nexternal"]
+    legend = " ".join(t.get_text() for t in fig.legends[0].get_texts())
+    assert "MetaOptima" in legend and "0.885" in legend
+
+
 def test_roc_curves(pred):
     fig = _render(performance.roc_curves(pred))
     assert isinstance(fig, Figure)

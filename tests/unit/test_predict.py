@@ -234,20 +234,6 @@ def test_api_predict_and_write_explanation(model_files, tmp_path):
 # --- where the overlays go: never over an input or the model, all of them or none -------------------------------
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    """A few-kilobyte model that passes every check (a baseline by its names and shapes): fast to load and run."""
-    import keras
-
-    inputs = keras.Input((SIZE, SIZE, 3), name="image")
-    x = keras.layers.Conv2D(4, 3, name="conv5_block3_out")(inputs)
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    model = keras.Model(inputs, keras.layers.Dense(7, activation="softmax", name="predictions")(x), name="baseline")
-    path = tmp_path_factory.mktemp("tiny") / "tiny.keras"
-    model.save(path)
-    return path
-
-
 def _png(path, seed):
     rng = np.random.default_rng(seed)
     Image.fromarray(rng.integers(0, 256, (30, 30, 3), dtype=np.uint8)).save(path)
