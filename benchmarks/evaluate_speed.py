@@ -28,7 +28,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from training_speed import bare_resnet50_rate  # noqa: E402  (benchmarks/ is the script's folder)
+from training_speed import print_bare_rate  # noqa: E402  (benchmarks/ is the script's folder)
 
 ISIC_WIDTH = 600  # the challenge's images are 600 x 450
 
@@ -42,9 +42,7 @@ def main(argv=None) -> int:
     parser.add_argument("--model", help="an existing .keras model (default: a random-initialised one)")
     args = parser.parse_args(argv)
 
-    bare = bare_resnet50_rate(96, 32)
-    print(f"bare keras.applications.ResNet50(weights=None) at 96 px, batch 32, train_on_batch: {bare:.1f} images/s",
-          flush=True)
+    bare = print_bare_rate()
     with tempfile.TemporaryDirectory(prefix="lesionscan-evaluate-") as tmp:
         data = args.data
         if data is None:

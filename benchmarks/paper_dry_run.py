@@ -418,11 +418,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights file")
     args = parser.parse_args(argv)
 
-    from training_speed import bare_resnet50_rate  # benchmarks/ is the script's folder
+    from training_speed import print_bare_rate  # benchmarks/ is the script's folder
 
-    bare = bare_resnet50_rate(96, 32)
-    print(f"bare keras.applications.ResNet50(weights=None) at 96 px, batch 32, train_on_batch: {bare:.1f} images/s",
-          flush=True)
+    bare = print_bare_rate()
     with tempfile.TemporaryDirectory(prefix="lesionscan-paper-dry-run-", dir="/tmp") as tmp:
         folder = Path(args.keep or tmp)
         run = dry_run(args.data_dir, folder, extra=args.set, seed=args.seed)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from training_speed import bare_resnet50_rate  # noqa: E402  (benchmarks/ is the script's folder)
+from training_speed import print_bare_rate  # noqa: E402  (benchmarks/ is the script's folder)
 
 BUDGETS = {"smoke": 9_000, "cpu": 108_000}  # cold cost in reference images (issue 12)
 WARM_SECONDS = {"smoke": 90}
@@ -54,9 +54,7 @@ def main(argv=None) -> int:
     parser.add_argument("--keep", help="write the runs here (default: a temporary folder, deleted)")
     args = parser.parse_args(argv)
 
-    bare = bare_resnet50_rate(96, 32)
-    print(f"bare keras.applications.ResNet50(weights=None) at 96 px, batch 32, train_on_batch: {bare:.1f} images/s",
-          flush=True)
+    bare = print_bare_rate()
     with tempfile.TemporaryDirectory(prefix="lesionscan-cost-") as tmp:
         folder = Path(args.keep or tmp)
         folder.mkdir(parents=True, exist_ok=True)

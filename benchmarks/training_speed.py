@@ -61,6 +61,14 @@ def phase1_times(args, paths, labels, val_paths, val_labels, cache: bool) -> lis
     return epoch_times(start, clock.starts[1:] + [time.perf_counter()])
 
 
+def print_bare_rate() -> float:
+    """Measure and print the yardstick every benchmark reports its times beside: the bare rate at 96 px, batch 32."""
+    bare = bare_resnet50_rate(96, 32)
+    print(f"bare keras.applications.ResNet50(weights=None) at 96 px, batch 32, train_on_batch: {bare:.1f} images/s",
+          flush=True)
+    return bare
+
+
 def bare_resnet50_rate(image_size: int, batch_size: int, steps: int = 12, rounds: int = 3,
                        seed: int = 0) -> float:
     """Images/s of a bare ``keras.applications.ResNet50(weights=None)`` under ``train_on_batch``.

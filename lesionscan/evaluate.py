@@ -35,7 +35,6 @@ LAYOUTS = ("an ISIC 2018 Task 3 folder (ISIC_*.jpg images and the ground-truth C
 # The headline metrics, in the order they are printed; per-class recall follows.
 HEADLINE = ("balanced_accuracy", "accuracy", "roc_auc_macro", "roc_auc_weighted")
 CHUNK = 64  # images decoded and scored at a time: memory stays at a few batches whatever the folder's size
-MAX_LISTED = 20
 PROGRESS_SECONDS = 10.0
 
 
@@ -78,35 +77,19 @@ def read_labelled_folder(data_dir, option: str = "--data") -> LabelledFolder:
     return LabelledFolder(path=path, layout=layout, frame=frame.reset_index(drop=True), checksum=checksum)
 
 
-def check_headers(paths) -> None:
-    """Every image's header, as ``predict`` checks it (format, size limit); all bad files named at once."""
-    from lesionscan.predict import check_image
-
-    problems = []
-    for path in paths:
-        try:
-            check_image(path)
-        except DataError as exc:
-            problems.append(str(exc))
-    if problems:
-        shown = problems[:MAX_LISTED]
-        more = [f"... and {len(problems) - len(shown)} more"] if len(problems) > len(shown) else []
-        raise DataError(f"{len(problems)} image(s) refused:\n  " + "\n  ".join(shown + more))
-
-
 def predictions(model, frame: pd.DataFrame, progress: bool = True) -> pd.DataFrame:
     """The predictions frame (``image_id, dx, p_<dx>..., pred``) of ``model`` on ``frame``'s images, in order.
 
-    Headers are checked first (:func:`check_headers`); then the images are
+    Headers are checked first (``predict.check_images``); then the images are
     decoded ``CHUNK`` at a time (in threads) and scored in inference mode.
     Prints a line every ``PROGRESS_SECONDS`` with the count and the rate.
     """
     from lesionscan.analysis import evaluation
     from lesionscan.model import saving
-    from lesionscan.predict import class_probabilities, load_checked
+    from lesionscan.predict import check_images, class_probabilities, load_checked
 
     paths = frame["image_path"].tolist()
-    check_headers(paths)
+    check_images(paths)
     size = saving.input_size(model)
     parts, started, last = [], time.monotonic(), time.monotonic()
     with ThreadPoolExecutor(max_workers=2) as pool:

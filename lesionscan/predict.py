@@ -52,6 +52,7 @@ DISCLAIMER = ("Research model, not a diagnostic device: these outputs come from 
 # Size (px, square) at which the image is shown in the explanation figure; at least the model's input size.
 DISPLAY_SIZE = 224
 _BATCH = 16
+MAX_LISTED = 20  # images named in one error; the rest are counted
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -93,6 +94,22 @@ def check_image(path) -> tuple[int, int]:
         raise DataError(f"image {path}: {width}x{height} is {width * height:,} pixels, too large to decode "
                         f"safely; {limit}")
     return width, height
+
+
+def check_images(paths) -> None:
+    """:func:`check_image` on every path; one DataError naming every image refused (the first 20 of many)."""
+    problems = []
+    for path in paths:
+        try:
+            check_image(path)
+        except DataError as exc:
+            problems.append(str(exc))
+    if len(problems) == 1:
+        raise DataError(problems[0])
+    if problems:
+        shown = problems[:MAX_LISTED] + ([f"... and {len(problems) - MAX_LISTED} more"]
+                                         if len(problems) > MAX_LISTED else [])
+        raise DataError(f"{len(problems)} images rejected:\n  " + "\n  ".join(shown))
 
 
 def load_checked(path, size: int) -> np.ndarray:
@@ -418,16 +435,7 @@ def run(model_path, image_paths, out_dir=None) -> dict:
     if not paths:
         raise ParameterError("no images given")
     saving.check_archive(Path(model_path))
-    problems = []
-    for raw in image_paths:
-        try:
-            check_image(raw)
-        except DataError as exc:
-            problems.append(str(exc))
-    if len(problems) == 1:
-        raise DataError(problems[0])
-    if problems:
-        raise DataError(f"{len(problems)} images rejected:\n  " + "\n  ".join(problems))
+    check_images(image_paths)
     targets = _check_destinations(paths, out_dir, model_path)
     model = saving.load_model(model_path)
     results = predict(model, paths)

@@ -9,7 +9,8 @@ paraphrased from the statement. CLEAR Derm (Daneshjou et al., JAMA Dermatol
 its item list could not be had in a form that could be checked item by item,
 and a checklist page must not guess its items.
 
-Each item's ``answer`` names a rule here, which reads the run and says, for
+Each item's ``answer`` names a rule here (or, where the answer is the same
+for every run, an entry of ``FIXED``), which reads the run and says, for
 this run, whether the book answers the item (and where), answers it in part
 (and what is missing), does not answer it (and why: a reproduction of a
 research report on public or synthetic images, not a model for care), or
@@ -157,7 +158,29 @@ def _skipped(c: Context, chapter: str, what: str) -> Answer:
     return Answer(SKIPPED, f"{what} is in {c.link(chapter)}, which did not run")
 
 
-# --- the rules: one per answer key of the checklist file ------------------------------------------------------
+# The answers that do not depend on the run (what this study is, whatever the run), by answer key.
+FIXED: dict[str, Answer] = {
+    "intended_use": Answer(NOT_BY_STUDY, "the study tests a research report's claims; its models are not meant for "
+                                         "care, so the book names no target population, place in a care pathway or "
+                                         "intended users"),
+    "inequalities": Answer(NOT_BY_STUDY, "the book does not discuss known health inequalities; HAM10000 records age, "
+                                         "sex and body site but no skin type or ethnicity"),
+    "treatments": Answer(NOT_BY_STUDY, "the data record no treatments, and none bears on classifying an image"),
+    "outcome_blinding": Answer(NOT_BY_STUDY, "the labels were fixed with the data, before any model of this study "
+                                             "existed; the book says nothing more about blinding"),
+    "clusters": Answer(NOT_BY_STUDY, "performance is not broken down by the centre or country the images came from"),
+    "updating_methods": Answer(NOT_BY_STUDY, "no model is updated or recalibrated after its evaluation"),
+    "funding": Answer(NOT_BY_STUDY, "the book does not state funding"),
+    "conflicts": Answer(NOT_BY_STUDY, "the book declares no conflicts of interest"),
+    "registration": Answer(NOT_BY_STUDY, "the study was not registered, and the book does not say so"),
+    "ppi": Answer(NOT_BY_STUDY, "there was no patient or public involvement, and the book does not say so"),
+    "cluster_results": Answer(NOT_BY_STUDY, "heterogeneity across centres was not examined"),
+    "updating_results": Answer(NOT_BY_STUDY, "no model was updated"),
+    "input_quality": Answer(NOT_BY_STUDY, "the models are not meant to be implemented in care"),
+    "user_expertise": Answer(NOT_BY_STUDY, "the models are not meant for users in care"),
+}
+
+# --- the rules: one per answer key whose answer depends on the run ---------------------------------------------
 RULES: dict[str, Callable[[Context], Answer]] = {}
 
 
@@ -186,18 +209,6 @@ def _context(c: Context) -> Answer:
     return Answer(PARTLY, f"the {FRONT} gives the rationale (testing the Deep-Lesion Scan report's claims) and the "
                   "existing models (the report's, and Datta et al.'s soft attention); it does not describe the "
                   "clinical context of diagnosing skin lesions from dermoscopy")
-
-
-@_rule("intended_use")
-def _intended_use(c: Context) -> Answer:
-    return Answer(NOT_BY_STUDY, "the study tests a research report's claims; its models are not meant for care, "
-                  "so the book names no target population, place in a care pathway or intended users")
-
-
-@_rule("inequalities")
-def _inequalities(c: Context) -> Answer:
-    return Answer(NOT_BY_STUDY, "the book does not discuss known health inequalities; HAM10000 records age, sex and "
-                  "body site but no skin type or ethnicity")
 
 
 @_rule("objectives")
@@ -245,11 +256,6 @@ def _eligibility(c: Context) -> Answer:
                   "data's own inclusion criteria are not restated")
 
 
-@_rule("treatments")
-def _treatments(c: Context) -> Answer:
-    return Answer(NOT_BY_STUDY, "the data record no treatments, and none bears on classifying an image")
-
-
 @_rule("preprocessing")
 def _preprocessing(c: Context) -> Answer:
     places = f"{METHODS} (*Data*, *Input pipeline*)" + (f", {c.link('01_data')} (validation, image sizes)"
@@ -277,12 +283,6 @@ def _outcome_assessors(c: Context) -> Answer:
     if c.synthetic:
         return Answer(NOT_BY_STUDY, "the labels of **synthetic images** need no assessors")
     return Answer(NOT_BY_STUDY, "the labels come with HAM10000; the book does not describe who assessed them")
-
-
-@_rule("outcome_blinding")
-def _outcome_blinding(c: Context) -> Answer:
-    return Answer(NOT_BY_STUDY, "the labels were fixed with the data, before any model of this study existed; the "
-                  "book says nothing more about blinding")
 
 
 @_rule("predictor_choice")
@@ -349,11 +349,6 @@ def _model_building(c: Context) -> Answer:
                   "training (the validation subset only stops training)")
 
 
-@_rule("clusters")
-def _clusters(c: Context) -> Answer:
-    return Answer(NOT_BY_STUDY, "performance is not broken down by the centre or country the images came from")
-
-
 @_rule("measures")
 def _measures(c: Context) -> Answer:
     if not c.ran("05_ablation"):
@@ -364,11 +359,6 @@ def _measures(c: Context) -> Answer:
     return Answer(ANSWERED, f"{METHODS} (*Evaluation*) and {c.link('05_ablation')}: discrimination (balanced "
                   "accuracy, ROC-AUC and more), calibration (expected calibration error, reliability diagram), "
                   "melanoma sensitivity at fixed specificity, and paired comparisons (bootstrap, McNemar's test)")
-
-
-@_rule("updating_methods")
-def _updating_methods(c: Context) -> Answer:
-    return Answer(NOT_BY_STUDY, "no model is updated or recalibrated after its evaluation")
 
 
 @_rule("prediction_method")
@@ -419,25 +409,10 @@ def _ethics(c: Context) -> Answer:
     return Answer(NOT_BY_STUDY, f"the book names no ethics committee; this run used {data}")
 
 
-@_rule("funding")
-def _funding(c: Context) -> Answer:
-    return Answer(NOT_BY_STUDY, "the book does not state funding")
-
-
-@_rule("conflicts")
-def _conflicts(c: Context) -> Answer:
-    return Answer(NOT_BY_STUDY, "the book declares no conflicts of interest")
-
-
 @_rule("protocol")
 def _protocol(c: Context) -> Answer:
     return Answer(PARTLY, f"no protocol was published before the study; the {APPENDIX} gives this run's complete "
                   "protocol (every parameter) and how to rerun it")
-
-
-@_rule("registration")
-def _registration(c: Context) -> Answer:
-    return Answer(NOT_BY_STUDY, "the study was not registered, and the book does not say so")
 
 
 @_rule("data_sharing")
@@ -452,11 +427,6 @@ def _data_sharing(c: Context) -> Answer:
 @_rule("code_sharing")
 def _code_sharing(c: Context) -> Answer:
     return Answer(ANSWERED, f"the {APPENDIX}: the commit, the package versions and the commands that rerun this run")
-
-
-@_rule("ppi")
-def _ppi(c: Context) -> Answer:
-    return Answer(NOT_BY_STUDY, "there was no patient or public involvement, and the book does not say so")
 
 
 @_rule("flow")
@@ -519,16 +489,6 @@ def _performance(c: Context) -> Answer:
     return Answer(PARTLY, f"{text}; subgroup results skipped in this run ({c.link('07_external')} did not run)")
 
 
-@_rule("cluster_results")
-def _cluster_results(c: Context) -> Answer:
-    return Answer(NOT_BY_STUDY, "heterogeneity across centres was not examined")
-
-
-@_rule("updating_results")
-def _updating_results(c: Context) -> Answer:
-    return Answer(NOT_BY_STUDY, "no model was updated")
-
-
 @_rule("interpretation")
 def _interpretation(c: Context) -> Answer:
     if not c.ran("05_ablation"):
@@ -552,16 +512,6 @@ def _limitations(c: Context) -> Answer:
                   "numbers and what they limit; there is no discussion of limitations")
 
 
-@_rule("input_quality")
-def _input_quality(c: Context) -> Answer:
-    return Answer(NOT_BY_STUDY, "the models are not meant to be implemented in care")
-
-
-@_rule("user_expertise")
-def _user_expertise(c: Context) -> Answer:
-    return Answer(NOT_BY_STUDY, "the models are not meant for users in care")
-
-
 @_rule("next_steps")
 def _next_steps(c: Context) -> Answer:
     text = f"the {TEACHING}'s exercises are next experiments within this setup"
@@ -574,7 +524,8 @@ def _next_steps(c: Context) -> Answer:
 def answers(run: Run, chapters_run: Collection[str] = CHAPTERS) -> list[tuple[Item, Answer]]:
     """Every item of the checklist with this run's answer."""
     context = Context(run, chapters_run)
-    return [(item, RULES[item.answer](context)) for item in items()]
+    return [(item, FIXED[item.answer] if item.answer in FIXED else RULES[item.answer](context))
+            for item in items()]
 
 
 def summary(answered: list[tuple[Item, Answer]]) -> str:

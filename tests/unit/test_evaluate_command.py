@@ -105,7 +105,7 @@ def test_an_image_that_is_not_one_is_refused_by_name_and_nothing_is_written(tiny
     bad.write_text("not a jpeg")
     code, _, err = run_cli(capsys, "evaluate", "--model", tiny_model, "--data", folder, "--out", tmp_path / "p.csv")
     assert code == 2
-    assert "1 image(s) refused" in err and "ISIC_0000002.jpg: not a readable image" in err
+    assert "ISIC_0000002.jpg: not a readable image" in err
     assert not (tmp_path / "p.csv").exists()
 
 
