@@ -63,14 +63,25 @@ class _NativeStartupLines:
     """
 
     def __enter__(self):
+        import signal
         import sys
         import tempfile
 
         sys.stderr.flush()
         self.saved, self.held = _os.dup(2), tempfile.TemporaryFile()
         _os.dup2(self.held.fileno(), 2)
+        # Ctrl-C while the libraries load ends the command at once: a KeyboardInterrupt raised inside a library's
+        # import can be swallowed by its own ``except:``, and the command would go on as if nothing was pressed.
+        self.previous = signal.signal(signal.SIGINT, self._interrupted)
+
+    def _interrupted(self, signum, frame):
+        _os.write(self.saved, b"lesionscan: interrupted\n")
+        _os._exit(130)
 
     def __exit__(self, kind, value, traceback):
+        import signal
+
+        signal.signal(signal.SIGINT, self.previous)
         _os.dup2(self.saved, 2)
         _os.close(self.saved)
         if kind is not None and not issubclass(kind, KeyboardInterrupt):

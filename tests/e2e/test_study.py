@@ -42,7 +42,7 @@ def test_chapters_show_their_figures(smoke_run):
     run_dir, _ = smoke_run
     html = (run_dir / "_build" / "html" / "notebooks")
     expected = {"01_data": 3, "02_preprocessing": 2, "03_baseline": 3, "04_soft_attention": 3,
-                "05_ablation": 3, "06_interpretability": 1 + len(CLASSES), "07_external": 4}
+                "05_ablation": 3, "06_interpretability": 1 + len(CLASSES), "07_external": 3}
     for chapter, n_figures in expected.items():
         assert (html / f"{chapter}.html").read_text().count("<img") >= n_figures, chapter
     assert "synthetic" in (html / "03_baseline.html").read_text()
@@ -219,7 +219,7 @@ def test_an_interrupted_study_leaves_the_last_run_untouched_and_a_rerun_complete
     try:
         for line in process.stdout:
             seen.append(line)
-            if line.startswith("=== [3/6] 03_baseline"):
+            if line.startswith("=== [3/") and "03_baseline" in line:
                 break
         os.killpg(process.pid, signal.SIGINT)
         seen.append(process.communicate(timeout=180)[0])

@@ -42,4 +42,4 @@ def test_the_face_names_the_entry_points_only():
     public = {name for name in vars(lesionscan) if not name.startswith("_")}
     assert {"run_study", "load_model", "predict_images", "compute_metrics"} <= public
     assert public - {"run_study", "load_model", "predict_images", "compute_metrics"} <= {
-        "analysis", "core", "data", "model", "explain", "figures", "study", "predict", "cli"}  # modules
+        "analysis", "core", "data", "model", "explain", "figures", "study", "predict", "evaluate", "cli"}  # modules
