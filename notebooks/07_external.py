@@ -73,13 +73,10 @@ run.save(results.SUBGROUP_FIGURE, subgroup_forest(table))
 
 # %% tags=["hide-cell"]
 if p.evaluation.external_test_dir:
-    folder, shared = external.read_external(run)
-    scored = external.scored_images(folder, shared)
-    external_predictions = external.predictions(run, scored)
+    scored = external.score_external(run)
+    shared, external_predictions, external_intervals = scored.shared, scored.predictions, scored.intervals
     run.save(results.EXTERNAL_PREDICTIONS, external.predictions_table(external_predictions))
-    external_intervals = {name: resampling.bootstrap_metrics(pred, **p.bootstrap)
-                          for name, pred in external_predictions.items()}
-    status = run.save(results.EXTERNAL_STATUS, external.status(folder, shared, scored))
+    status = run.save(results.EXTERNAL_STATUS, scored.status)
 else:
     status = run.save(results.EXTERNAL_STATUS, external.not_run())
 

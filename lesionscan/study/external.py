@@ -12,6 +12,7 @@ same stratified bootstrap intervals.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -78,6 +79,27 @@ def predictions(run: Run, scored: pd.DataFrame, progress: bool = True) -> dict[s
             print(f"{name}: scoring {len(scored):,} external images", flush=True)
         out[name] = evaluate.predictions(saving.load_model(run.model_path(name)), scored, progress=progress)
     return out
+
+
+@dataclass(frozen=True)
+class ExternalTest:
+    """Chapter 7's external test, scored: what the chapter saves and shows."""
+
+    shared: pd.DataFrame                  # external images also in the run's data (left out)
+    predictions: dict[str, pd.DataFrame]  # by main model, on the images left
+    intervals: dict[str, pd.DataFrame]    # ``resampling.bootstrap_metrics`` of each
+    status: dict                          # the statement EXTERNAL_STATUS
+
+
+def score_external(run: Run, progress: bool = True) -> ExternalTest:
+    """Read ``external_test_dir``, leave out what the run shares, score both main models with intervals."""
+    from lesionscan.analysis import resampling
+
+    folder, shared = read_external(run, progress=progress)
+    scored = scored_images(folder, shared)
+    pred = predictions(run, scored, progress=progress)
+    intervals = {name: resampling.bootstrap_metrics(p, **run.parameters.bootstrap) for name, p in pred.items()}
+    return ExternalTest(shared=shared, predictions=pred, intervals=intervals, status=status(folder, shared, scored))
 
 
 def predictions_table(predictions_by_model: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
