@@ -22,7 +22,7 @@ from pathlib import Path
 
 from lesionscan.core import atomic
 from lesionscan.core.errors import ChapterError, LesionScanError, Terminated
-from lesionscan.study import experiments, findings, preflight, reproducibility, results, run_folder
+from lesionscan.study import experiments, findings, interrupts, preflight, reproducibility, results, run_folder
 from lesionscan.study.results import CHAPTERS
 
 REPLACED_SUFFIX = ".replaced"  # the previous complete run, for the moment between two renames
@@ -103,7 +103,8 @@ def execute_chapter(root: Path, chapter: str, stage: Path, run: run_folder.Run) 
         with _stderr_to(log):
             papermill.execute_notebook(str(unexecuted), str(output), parameters=chapter_parameters,
                                        kernel_name="python3", cwd=str(stage / "notebooks"), progress_bar=False,
-                                       stdout_file=sys.stdout, request_save_on_cell_execute=False)
+                                       stdout_file=sys.stdout, request_save_on_cell_execute=False,
+                                       on_cell_start=interrupts.raise_if_pending)
     except papermill.PapermillExecutionError as err:
         raise ChapterError(f"chapter {chapter} failed in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
                            f"  the executed notebook with the traceback: {output}\n"
@@ -201,7 +202,7 @@ def run_study(profile: str = "smoke", data_dir: str | None = None, artifacts: st
     """
     root = project_root()
     _, artifacts_dir = preflight.check_before_writing(profile, artifacts, data_dir, overrides)
-    with preflight.StudyLock(artifacts_dir, profile), _sigterm_as_interrupt():
+    with preflight.StudyLock(artifacts_dir, profile), interrupts.guarded():
         _recover_interrupted_swap(artifacts_dir, profile)
         staging = run_folder.incomplete_dir(artifacts_dir, profile)
         if staging.exists():  # an earlier run that did not finish: never a complete one
@@ -253,6 +254,7 @@ def _run_chapters(root: Path, profile: str, artifacts: Path, data_dir, overrides
             t_chapter, before = time.monotonic(), run.output_files()
             try:
                 execute_chapter(root, chapter, stage, run)
+                interrupts.raise_if_pending()
                 _check_declared(run, chapter)
             except BaseException:
                 manifest["chapters"][chapter] = {"seconds": round(time.monotonic() - t_chapter, 1),
@@ -270,10 +272,13 @@ def _run_chapters(root: Path, profile: str, artifacts: Path, data_dir, overrides
             t_build = time.monotonic()
             _write_generated_pages(root, run, manifest)
             index = build_book(stage, run.dir)
+            interrupts.raise_if_pending()
             manifest["chapters"]["book build"] = {"seconds": round(time.monotonic() - t_build, 1), "status": "ok"}
         manifest["status"] = "ok"
     except BaseException as err:
         interrupted = isinstance(err, KeyboardInterrupt)
+        if interrupted:
+            interrupts.handled()
         reason = ("SIGTERM" if isinstance(err, Terminated) else "Ctrl-C") if interrupted else \
             (str(err).strip().splitlines() or [type(err).__name__])[0]
         manifest["status"] = "interrupted" if interrupted else "failed"
@@ -319,26 +324,6 @@ def _recover_interrupted_swap(artifacts: Path, profile: str) -> None:
     old = final.with_name(final.name + REPLACED_SUFFIX)
     if old.exists() and not final.exists():
         os.rename(old, final)
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM raises :class:`Terminated` (a KeyboardInterrupt) in the main thread, so the run is marked and closed."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum, frame):
-        raise Terminated()
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _print_plan(run: run_folder.Run, chapters) -> None:

@@ -4,10 +4,10 @@ An entry holds a trained model's four files (the saved model, its history,
 its test predictions, its metrics) under a key made of everything that
 determines them: the recipe (the parameters that reach data, split,
 pipeline, model and training, :meth:`TrainingRecipe.fingerprint`), the data
-checksum, the content of the split it trained and was tested on, the source
-of the code that trains and scores, and the versions of the numerical
-libraries. Change any of those and the key changes: the model is trained
-again. Presentation parameters (``explain_per_class``, ``bootstrap_resamples``)
+checksum, the content of the split it trained and was tested on and of a
+``weights=PATH`` file, the source of the code that trains and scores, and
+the versions of the numerical libraries. Change any of those and the key
+changes: the model is trained again. Presentation parameters (``explain_per_class``, ``bootstrap_resamples``)
 are not in a recipe, so changing them reuses every model.
 
 Entries live in ``ARTIFACTS/.cache/training/KEY/``, outside every run folder
@@ -72,9 +72,13 @@ def key_inputs(recipe: TrainingRecipe, data_checksum: str, split_csv: bytes) -> 
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
-    return {"format": FORMAT, "recipe": recipe.fingerprint(), "data_checksum": data_checksum,
-            "split_sha256": hashlib.sha256(split_csv).hexdigest(), "code_sha256": code_hash(),
-            "versions": versions}
+    inputs = {"format": FORMAT, "recipe": recipe.fingerprint(), "data_checksum": data_checksum,
+              "split_sha256": hashlib.sha256(split_csv).hexdigest(), "code_sha256": code_hash(),
+              "versions": versions}
+    if str(recipe.model.weights).lower() not in ("none", "imagenet"):
+        # A weights file enters by its content: the same path rewritten with other values trains again.
+        inputs["weights_sha256"] = _sha256(Path(recipe.model.weights))
+    return inputs
 
 
 def key_of(inputs: dict) -> str:

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from lesionscan.core.errors import ChapterError, DataError, LesionScanError, ParameterError, Terminated
-from lesionscan.study import preflight, run_folder, runner
+from lesionscan.study import interrupts, preflight, run_folder, runner
 
 from factories import folder_state
 
@@ -144,14 +144,62 @@ def test_a_crashed_study_does_not_leave_its_lock_behind(tmp_path):
         pass
 
 
-def test_sigterm_during_a_study_raises_terminated_and_the_handler_is_put_back():
+def test_sigterm_during_a_study_raises_terminated_and_the_handlers_are_put_back():
     import os
     import signal
     import time
 
-    before = signal.getsignal(signal.SIGTERM)
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     with pytest.raises(Terminated):
-        with runner._sigterm_as_interrupt():
+        with interrupts.guarded():
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(5)  # the handler raises at the next bytecode, well before this ends
-    assert signal.getsignal(signal.SIGTERM) is before
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+    interrupts.raise_if_pending()  # leaving the guard forgets the interrupt: nothing is raised here
+
+
+class _DroppedWhileInterrupted:
+    """An object whose finaliser is where the Ctrl-C lands: Python prints the KeyboardInterrupt and goes on."""
+
+    def __del__(self):
+        import signal
+
+        signal.raise_signal(signal.SIGINT)
+
+
+def test_a_ctrl_c_that_a_finaliser_swallowed_is_raised_at_the_next_check(monkeypatch):
+    ignored = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda report: ignored.append(report.exc_type))
+    with interrupts.guarded():
+        _DroppedWhileInterrupted()  # dropped at once; the interrupt is raised inside __del__ and lost there
+        assert ignored == [KeyboardInterrupt]  # Python's "Exception ignored in ...": swallowed
+        with pytest.raises(KeyboardInterrupt):
+            interrupts.raise_if_pending()
+        interrupts.handled()
+        interrupts.raise_if_pending()  # handled: not raised twice
+
+
+def test_a_swallowed_ctrl_c_stops_a_chapter_before_its_next_cell(tmp_path, monkeypatch):
+    """The hook the runner gives papermill: the kernel runs no further cell and is shut down."""
+    import nbformat
+    import papermill
+
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import os; os.getpid()"),
+                                               nbformat.v4.new_code_cell(f"open({str(tmp_path / 'ran')!r}, 'w')")])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    source = tmp_path / "chapter.ipynb"
+    nbformat.write(notebook, source)
+    started = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda report: None)
+
+    def first_cell_then_interrupted(cell, cell_index):
+        started.append(cell_index)
+        if cell_index == 0:
+            _DroppedWhileInterrupted()  # the Ctrl-C is swallowed while cell 0 starts
+        else:
+            interrupts.raise_if_pending()
+
+    with interrupts.guarded(), pytest.raises(KeyboardInterrupt):
+        papermill.execute_notebook(str(source), str(tmp_path / "out.ipynb"), kernel_name="python3",
+                                   progress_bar=False, on_cell_start=first_cell_then_interrupted)
+    assert started == [0, 1] and not (tmp_path / "ran").exists()  # the second cell never ran

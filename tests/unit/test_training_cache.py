@@ -59,6 +59,23 @@ def test_the_key_changes_with_everything_that_determines_a_model(run, tmp_path, 
     assert _key(p.recipe("baseline"), run.data_checksum, split_bytes) != base
 
 
+def test_a_weights_file_enters_the_key_by_its_content_not_its_path(run, tmp_path):
+    """weights=PATH rewritten with other values at the same path must train again, not reuse the old model."""
+    split_bytes = run.split_file().read_bytes()
+    first = tmp_path / "resnet50_notop.h5"
+    first.write_bytes(b"weights, first version")
+
+    def key(path):
+        recipe = run.parameters.recipe("baseline")
+        return _key(replace(recipe, model=replace(recipe.model, weights=str(path))), run.data_checksum, split_bytes)
+
+    base = key(first)
+    first.write_bytes(b"weights, second version")  # the same path, other values
+    assert key(first) != base
+    first.write_bytes(b"weights, first version")
+    assert key(first) == base
+
+
 def test_options_left_out_of_a_kinds_key_do_not_change_that_kinds_network():
     """The ``kinds`` declared on model options agree with what build_model uses."""
     for f in fields(ModelSection):
