@@ -73,10 +73,11 @@ run.save(results.SUBGROUP_FIGURE, subgroup_forest(table))
 
 # %% tags=["hide-cell"]
 if p.evaluation.external_test_dir:
-    scored = external.score_external(run)
-    shared, external_predictions, external_intervals = scored.shared, scored.predictions, scored.intervals
+    external_test = external.score_external(run)
+    shared, external_predictions = external_test.shared, external_test.predictions
+    external_intervals = external_test.intervals
     run.save(results.EXTERNAL_PREDICTIONS, external.predictions_table(external_predictions))
-    status = run.save(results.EXTERNAL_STATUS, scored.status)
+    status = run.save(results.EXTERNAL_STATUS, external_test.status)
 else:
     status = run.save(results.EXTERNAL_STATUS, external.not_run())
 

@@ -17,6 +17,7 @@ import difflib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import Field, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 from lesionscan.core.errors import ParameterError
@@ -148,6 +149,18 @@ class ModelSection(_Section):
     def pretrained(self) -> bool:
         """Whether the backbone starts from pretrained weights (anything but "none")."""
         return str(self.weights).lower() != "none"
+
+    @property
+    def weights_file(self) -> Path | None:
+        """The ResNet50 weights file ``weights`` names (None for "none" and "imagenet")."""
+        return weights_file(self.weights)
+
+
+def weights_file(weights: str | None) -> Path | None:
+    """The file a ``weights`` value names, ``~`` expanded; None for "none" and "imagenet" (one reading for all)."""
+    if weights is None or str(weights).lower() in ("none", "imagenet"):
+        return None
+    return Path(weights).expanduser()
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import gc
 from dataclasses import replace
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -34,7 +33,7 @@ import pandas as pd
 
 from lesionscan.core.classes import CLASSES
 from lesionscan.core.errors import ParameterError
-from lesionscan.core.parameters import MODEL_KINDS, ModelSection
+from lesionscan.core.parameters import MODEL_KINDS, ModelSection, weights_file
 from lesionscan.model import backbone_weights
 from lesionscan.model.layers import (
     ATTENDED_FEATURES_LAYER,
@@ -67,7 +66,7 @@ def _backbone(inputs, weights: str):
         except Exception as exc:  # offline, proxy, corrupt cache: all user-fixable
             raise ParameterError(f"weights=imagenet: could not download the ResNet50 ImageNet weights "
                                  f"({exc}); {hint}") from exc
-    path = Path(weights).expanduser()
+    path = weights_file(weights)
     if not path.is_file():
         raise ParameterError(f"weights={weights}: no such file; {hint}")
     # What ResNet50(weights=PATH) does (build, then model.load_weights), with the file checked first.

@@ -7,8 +7,9 @@ pipeline, model and training, :meth:`TrainingRecipe.fingerprint`), the data
 checksum, the content of the split it trained and was tested on and of a
 ``weights=PATH`` file, the source of the code that trains and scores, and
 the versions of the numerical libraries. Change any of those and the key
-changes: the model is trained again. Presentation parameters (``explain_per_class``, ``bootstrap_resamples``)
-are not in a recipe, so changing them reuses every model.
+changes: the model is trained again. Presentation parameters
+(``explain_per_class``, ``bootstrap_resamples``) are not in a recipe, so
+changing them reuses every model.
 
 Entries live in ``ARTIFACTS/.cache/training/KEY/``, outside every run folder
 (a new run clears its folder, not the cache). An entry is written in a
@@ -21,6 +22,7 @@ trains everything anew and leaves the cache alone.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -75,10 +77,25 @@ def key_inputs(recipe: TrainingRecipe, data_checksum: str, split_csv: bytes) -> 
     inputs = {"format": FORMAT, "recipe": recipe.fingerprint(), "data_checksum": data_checksum,
               "split_sha256": hashlib.sha256(split_csv).hexdigest(), "code_sha256": code_hash(),
               "versions": versions}
-    if str(recipe.model.weights).lower() not in ("none", "imagenet"):
+    if recipe.model.weights_file is not None:
         # A weights file enters by its content: the same path rewritten with other values trains again.
-        inputs["weights_sha256"] = _sha256(Path(recipe.model.weights))
+        inputs["weights_sha256"] = _file_sha256(recipe.model.weights_file)
     return inputs
+
+
+def _file_sha256(path: Path) -> str:
+    """SHA-256 of a (large, rarely changing) file, read once per size and modification time.
+
+    A run computes many keys (the plan, each training, chapter 6's map keys), and a
+    ResNet50 weights file is about 95 MB.
+    """
+    stat = path.stat()
+    return _sha256_of_version(path.resolve(), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256_of_version(path: Path, size: int, mtime_ns: int) -> str:
+    return _sha256(path)
 
 
 def key_of(inputs: dict) -> str:

@@ -59,7 +59,7 @@ def test_the_key_changes_with_everything_that_determines_a_model(run, tmp_path, 
     assert _key(p.recipe("baseline"), run.data_checksum, split_bytes) != base
 
 
-def test_a_weights_file_enters_the_key_by_its_content_not_its_path(run, tmp_path):
+def test_a_weights_file_enters_the_key_by_its_content(run, tmp_path, monkeypatch):
     """weights=PATH rewritten with other values at the same path must train again, not reuse the old model."""
     split_bytes = run.split_file().read_bytes()
     first = tmp_path / "resnet50_notop.h5"
@@ -74,6 +74,8 @@ def test_a_weights_file_enters_the_key_by_its_content_not_its_path(run, tmp_path
     assert key(first) != base
     first.write_bytes(b"weights, first version")
     assert key(first) == base
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert key("~/resnet50_notop.h5") != base  # read where networks reads it (~ expanded); the path differs
 
 
 def test_options_left_out_of_a_kinds_key_do_not_change_that_kinds_network():
